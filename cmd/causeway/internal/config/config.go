@@ -1,0 +1,294 @@
+// Package config is the one place that reads configuration: a YAML file,
+// CAUSEWAY_* environment variables and command-line flags, with precedence
+// flag > env > file > default, through viper. It turns them into plain
+// typed structs; no other package imports viper.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cast"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// DevSecret is the default token secret. It is public: only for dev.
+const DevSecret = "causeway-dev-secret-not-for-production!"
+
+// Defaults lists every key with its default; the README's configuration
+// reference is this table.
+var Defaults = map[string]any{
+	"kafka.brokers":                 "127.0.0.1:9092",
+	"kafka.client_id":               "causeway",
+	"topics.groups":                 "causeway.groups",
+	"topics.state":                  "causeway.sequencer-state",
+	"topics.deliveries":             "causeway.deliveries",
+	"topics.group_partitions":       8,
+	"topics.delivery_partitions":    16,
+	"topics.replication_factor":     -1,
+	"auth.secret":                   DevSecret,
+	"edge.id":                       "",
+	"edge.http_addr":                "127.0.0.1:8080",
+	"edge.allowed_origins":          "",
+	"edge.max_frame_bytes":          64 << 10,
+	"edge.max_message_bytes":        256 << 10,
+	"edge.queue_frames":             4096,
+	"edge.queue_bytes":              4 << 20,
+	"edge.max_bad_frames":           20,
+	"edge.hello_timeout":            "10s",
+	"edge.write_timeout":            "10s",
+	"edge.ping_interval":            "20s",
+	"edge.pong_timeout":             "10s",
+	"edge.heartbeat_interval":       "3s",
+	"sequencer.group_id":            "causeway-sequencer",
+	"sequencer.instance_id":         "",
+	"sequencer.dedup_window":        1000,
+	"sequencer.max_batch":           2000,
+	"sequencer.session_timeout":     "6s",
+	"sequencer.transaction_timeout": "10s",
+	"broker.listen":                 "127.0.0.1:9092",
+	"broker.data_dir":               "",
+	"broker.sync":                   false,
+	"dev.edges":                     2,
+	"dev.http_addr":                 "127.0.0.1:8080",
+	"dev.data_dir":                  ".causeway/dev",
+	"log.level":                     "info",
+	"log.format":                    "text",
+}
+
+// Config is every setting, typed.
+type Config struct {
+	Kafka     Kafka
+	Topics    Topics
+	Auth      Auth
+	Edge      Edge
+	Sequencer Sequencer
+	Broker    Broker
+	Dev       Dev
+	Log       Log
+}
+
+type Kafka struct {
+	Brokers  []string
+	ClientID string
+}
+
+type Topics struct {
+	Groups, State, Deliveries string
+	GroupPartitions           int
+	DeliveryPartitions        int
+	ReplicationFactor         int
+}
+
+type Auth struct{ Secret string }
+
+type Edge struct {
+	ID                                                               string
+	HTTPAddr                                                         string
+	AllowedOrigins                                                   []string
+	MaxFrameBytes, MaxMessageBytes, QueueFrames, QueueBytes          int
+	MaxBadFrames                                                     int
+	HelloTimeout, WriteTimeout, PingInterval, PongTimeout, Heartbeat time.Duration
+}
+
+type Sequencer struct {
+	GroupID, InstanceID                string
+	DedupWindow, MaxBatch              int
+	SessionTimeout, TransactionTimeout time.Duration
+}
+
+type Broker struct {
+	Listen, DataDir string
+	Sync            bool
+}
+
+type Dev struct {
+	Edges    int
+	HTTPAddr string
+	DataDir  string
+}
+
+type Log struct{ Level, Format string }
+
+// Loader reads configuration for one command.
+type Loader struct {
+	v *viper.Viper
+}
+
+// NewLoader sets up defaults and the CAUSEWAY_ environment.
+func NewLoader() *Loader {
+	v := viper.New()
+	for k, d := range Defaults {
+		v.SetDefault(k, d)
+	}
+	v.SetEnvPrefix("CAUSEWAY")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	return &Loader{v: v}
+}
+
+// BindFlag makes flag f set key (flags win over env and file).
+func (l *Loader) BindFlag(key string, f *pflag.Flag) error {
+	if _, ok := Defaults[key]; !ok {
+		return fmt.Errorf("bind flag --%s: unknown key %s", f.Name, key)
+	}
+	return l.v.BindPFlag(key, f)
+}
+
+// Load reads the file (if any) and returns the typed, validated config.
+func (l *Loader) Load(file string) (Config, error) {
+	if file == "" {
+		file = os.Getenv("CAUSEWAY_CONFIG")
+	}
+	if file != "" {
+		l.v.SetConfigFile(file)
+		if err := l.v.ReadInConfig(); err != nil {
+			return Config{}, fmt.Errorf("read config file %s: %w", file, err)
+		}
+		var unknown []string
+		for _, k := range l.v.AllKeys() {
+			if _, ok := Defaults[k]; !ok {
+				unknown = append(unknown, k)
+			}
+		}
+		if len(unknown) > 0 {
+			sort.Strings(unknown)
+			return Config{}, fmt.Errorf("config file %s: unknown keys %s (see the configuration reference in README.md)", file, strings.Join(unknown, ", "))
+		}
+	}
+	p := parser{v: l.v}
+	c := Config{
+		Kafka: Kafka{Brokers: p.list("kafka.brokers"), ClientID: p.str("kafka.client_id")},
+		Topics: Topics{
+			Groups: p.str("topics.groups"), State: p.str("topics.state"), Deliveries: p.str("topics.deliveries"),
+			GroupPartitions:    p.intIn("topics.group_partitions", 1, 10000),
+			DeliveryPartitions: p.intIn("topics.delivery_partitions", 1, 10000),
+			ReplicationFactor:  p.intIn("topics.replication_factor", -1, 32767),
+		},
+		Auth: Auth{Secret: p.str("auth.secret")},
+		Edge: Edge{
+			ID: p.str("edge.id"), HTTPAddr: p.str("edge.http_addr"), AllowedOrigins: p.list("edge.allowed_origins"),
+			MaxFrameBytes:   p.intIn("edge.max_frame_bytes", 1024, 16<<20),
+			MaxMessageBytes: p.intIn("edge.max_message_bytes", 1024, 64<<20),
+			QueueFrames:     p.intIn("edge.queue_frames", 16, 1<<20),
+			QueueBytes:      p.intIn("edge.queue_bytes", 1024, 1<<30),
+			MaxBadFrames:    p.intIn("edge.max_bad_frames", 1, 1<<20),
+			HelloTimeout:    p.dur("edge.hello_timeout"),
+			WriteTimeout:    p.dur("edge.write_timeout"),
+			PingInterval:    p.dur("edge.ping_interval"),
+			PongTimeout:     p.dur("edge.pong_timeout"),
+			Heartbeat:       p.dur("edge.heartbeat_interval"),
+		},
+		Sequencer: Sequencer{
+			GroupID: p.str("sequencer.group_id"), InstanceID: p.str("sequencer.instance_id"),
+			DedupWindow:        p.intIn("sequencer.dedup_window", 1, 1_000_000),
+			MaxBatch:           p.intIn("sequencer.max_batch", 1, 100_000),
+			SessionTimeout:     p.dur("sequencer.session_timeout"),
+			TransactionTimeout: p.dur("sequencer.transaction_timeout"),
+		},
+		Broker: Broker{Listen: p.str("broker.listen"), DataDir: p.str("broker.data_dir"), Sync: p.boolean("broker.sync")},
+		Dev:    Dev{Edges: p.intIn("dev.edges", 1, 64), HTTPAddr: p.str("dev.http_addr"), DataDir: p.str("dev.data_dir")},
+		Log:    Log{Level: p.oneOf("log.level", "debug", "info", "warn", "error"), Format: p.oneOf("log.format", "text", "json")},
+	}
+	if len(p.errs) > 0 {
+		return Config{}, errors.Join(p.errs...)
+	}
+	return c, nil
+}
+
+// parser reads keys strictly, collecting one error per bad key that names
+// the key, the value and what is accepted.
+type parser struct {
+	v    *viper.Viper
+	errs []error
+}
+
+func (p *parser) bad(key string, val any, want string) {
+	p.errs = append(p.errs, fmt.Errorf("config %s = %q: want %s (flag, CAUSEWAY_%s or the config file)",
+		key, fmt.Sprint(val), want, strings.ToUpper(strings.ReplaceAll(key, ".", "_"))))
+}
+
+func (p *parser) str(key string) string {
+	s, err := cast.ToStringE(p.v.Get(key))
+	if err != nil {
+		p.bad(key, p.v.Get(key), "a string")
+	}
+	return strings.TrimSpace(s)
+}
+
+func (p *parser) list(key string) []string {
+	raw := p.v.Get(key)
+	var items []string
+	switch x := raw.(type) {
+	case string:
+		items = strings.Split(x, ",")
+	case []string:
+		items = x
+	case []any:
+		for _, e := range x {
+			items = append(items, fmt.Sprint(e))
+		}
+	default:
+		p.bad(key, raw, "a comma-separated list")
+		return nil
+	}
+	var out []string
+	for _, s := range items {
+		for _, part := range strings.Split(s, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				out = append(out, part)
+			}
+		}
+	}
+	return out
+}
+
+func (p *parser) intIn(key string, lo, hi int) int {
+	raw := p.v.Get(key)
+	n, err := cast.ToIntE(raw)
+	if s, ok := raw.(string); ok {
+		// cast accepts "0x10" and "010"; accept plain decimals only.
+		for i, c := range strings.TrimSpace(s) {
+			if !(c >= '0' && c <= '9' || i == 0 && c == '-') {
+				err = errors.New("not a decimal")
+			}
+		}
+	}
+	if err != nil || n < lo || n > hi {
+		p.bad(key, raw, fmt.Sprintf("a whole number from %d to %d", lo, hi))
+	}
+	return n
+}
+
+func (p *parser) dur(key string) time.Duration {
+	raw := p.v.Get(key)
+	d, err := cast.ToDurationE(raw)
+	if _, isInt := raw.(int); isInt || err != nil || d <= 0 || d > 24*time.Hour {
+		p.bad(key, raw, "a positive duration with a unit, up to 24h (e.g. 500ms, 10s)")
+	}
+	return d
+}
+
+func (p *parser) boolean(key string) bool {
+	b, err := cast.ToBoolE(p.v.Get(key))
+	if err != nil {
+		p.bad(key, p.v.Get(key), "true or false")
+	}
+	return b
+}
+
+func (p *parser) oneOf(key string, allowed ...string) string {
+	s := strings.ToLower(p.str(key))
+	for _, a := range allowed {
+		if s == a {
+			return s
+		}
+	}
+	p.bad(key, s, "one of "+strings.Join(allowed, ", "))
+	return s
+}

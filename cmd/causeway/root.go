@@ -1,0 +1,119 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/causeway/causeway/cmd/causeway/internal/config"
+	"github.com/causeway/causeway/consumers/sequencer"
+	"github.com/causeway/causeway/edge"
+	"github.com/causeway/causeway/pipeline"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+)
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "causeway",
+		Short:         "Causeway: the signaling and group-messaging backbone on Kafka",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().String("config", "", "YAML config file (or CAUSEWAY_CONFIG)")
+	root.PersistentFlags().String("log-level", "", "debug, info, warn or error")
+	root.AddCommand(newDevCmd(), newBrokerCmd(), newEdgeCmd(), newSequencerCmd(), newTokenCmd(), newClientCmd())
+	return root
+}
+
+// flagKeys maps a command's flags to config keys.
+type flagKeys map[string]string
+
+// load reads the configuration for cmd, binding its flags first.
+func load(cmd *cobra.Command, keys flagKeys) (config.Config, error) {
+	l := config.NewLoader()
+	keys["log-level"] = "log.level"
+	for name, key := range keys {
+		f := cmd.Flags().Lookup(name)
+		if f == nil {
+			return config.Config{}, fmt.Errorf("internal: no flag --%s", name)
+		}
+		if err := l.BindFlag(key, f); err != nil {
+			return config.Config{}, err
+		}
+	}
+	file, _ := cmd.Flags().GetString("config")
+	return l.Load(file)
+}
+
+func newLogger(c config.Log) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(strings.ToUpper(c.Level)))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func kafkaConfig(c config.Config, role string) pipeline.KafkaConfig {
+	return pipeline.KafkaConfig{Brokers: c.Kafka.Brokers, ClientID: c.Kafka.ClientID + "-" + role}
+}
+
+func layout(c config.Config) pipeline.Layout {
+	return pipeline.Layout{
+		GroupTopic:         c.Topics.Groups,
+		StateTopic:         c.Topics.State,
+		DeliveryTopic:      c.Topics.Deliveries,
+		GroupPartitions:    int32(c.Topics.GroupPartitions),
+		DeliveryPartitions: int32(c.Topics.DeliveryPartitions),
+		ReplicationFactor:  int16(c.Topics.ReplicationFactor),
+	}
+}
+
+func edgeConfig(c config.Config, id, addr string, log *slog.Logger) edge.Config {
+	return edge.Config{
+		ID:                id,
+		HTTPAddr:          addr,
+		Kafka:             kafkaConfig(c, "edge-"+id),
+		Layout:            layout(c),
+		Secret:            []byte(c.Auth.Secret),
+		AllowedOrigins:    c.Edge.AllowedOrigins,
+		MaxFrameBytes:     c.Edge.MaxFrameBytes,
+		MaxMessageBytes:   c.Edge.MaxMessageBytes,
+		QueueFrames:       c.Edge.QueueFrames,
+		QueueBytes:        c.Edge.QueueBytes,
+		MaxBadFrames:      c.Edge.MaxBadFrames,
+		HelloTimeout:      c.Edge.HelloTimeout,
+		WriteTimeout:      c.Edge.WriteTimeout,
+		PingInterval:      c.Edge.PingInterval,
+		PongTimeout:       c.Edge.PongTimeout,
+		HeartbeatInterval: c.Edge.Heartbeat,
+		Registry:          prometheus.NewRegistry(),
+		Logger:            log,
+	}
+}
+
+func sequencerConfig(c config.Config, instance string, log *slog.Logger, reg prometheus.Registerer) sequencer.Config {
+	return sequencer.Config{
+		Kafka:              kafkaConfig(c, "sequencer-"+instance),
+		Layout:             layout(c),
+		GroupID:            c.Sequencer.GroupID,
+		InstanceID:         instance,
+		DedupWindow:        c.Sequencer.DedupWindow,
+		MaxBatch:           c.Sequencer.MaxBatch,
+		SessionTimeout:     c.Sequencer.SessionTimeout,
+		TransactionTimeout: c.Sequencer.TransactionTimeout,
+		Logger:             log,
+		Registerer:         reg,
+	}
+}
+
+func defaultInstance() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		h = "local"
+	}
+	return h
+}

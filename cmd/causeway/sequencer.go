@@ -1,0 +1,63 @@
+package main
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/causeway/causeway/consumers/sequencer"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+)
+
+func newSequencerCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "sequencer",
+		Short: "Run a sequencer: dense per-group seqs and exactly-once fan-out",
+		Args:  cobra.NoArgs,
+	}
+	cmd.Flags().String("brokers", "", "Kafka seed brokers, comma-separated")
+	cmd.Flags().String("id", "", "instance ID, unique and stable per sequencer (default: the host name)")
+	cmd.Flags().String("metrics-addr", "", "serve /metrics and /healthz on host:port (empty: off)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		c, err := load(cmd, flagKeys{"brokers": "kafka.brokers", "id": "sequencer.instance_id"})
+		if err != nil {
+			return err
+		}
+		log := newLogger(c.Log)
+		id := c.Sequencer.InstanceID
+		if id == "" {
+			id = defaultInstance()
+		}
+		reg := prometheus.NewRegistry()
+		s, err := sequencer.New(sequencerConfig(c, id, log, reg))
+		if err != nil {
+			return err
+		}
+		g, ctx := errgroup.WithContext(cmd.Context())
+		g.Go(func() error { return s.Run(ctx) })
+		if addr, _ := cmd.Flags().GetString("metrics-addr"); addr != "" {
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return err
+			}
+			mux := http.NewServeMux()
+			mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+			mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+			hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+			g.Go(func() error {
+				if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+					return err
+				}
+				return nil
+			})
+			g.Go(func() error { <-ctx.Done(); return hs.Close() })
+		}
+		log.Info("sequencer started", "instance", id, "brokers", c.Kafka.Brokers)
+		return g.Wait()
+	}
+	return cmd
+}

@@ -1,0 +1,333 @@
+package sequencer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/causeway/causeway/pipeline"
+	pb "github.com/causeway/causeway/schemas/causewaypb"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+)
+
+// Config configures a sequencer process.
+type Config struct {
+	Kafka  pipeline.KafkaConfig
+	Layout pipeline.Layout
+	// GroupID is the Kafka consumer group shared by all sequencers.
+	GroupID string
+	// InstanceID must be unique per running sequencer and stable across
+	// its restarts: it names the transactional ID, so a restarted
+	// instance fences and aborts its predecessor's open transaction at
+	// once instead of waiting for the transaction timeout.
+	InstanceID string
+	// DedupWindow is how many client_msg_ids per group are remembered.
+	DedupWindow int
+	// MaxBatch bounds the records applied in one transaction.
+	MaxBatch int
+	// SessionTimeout is the group session timeout: how long a dead
+	// sequencer keeps its partitions.
+	SessionTimeout time.Duration
+	// TransactionTimeout is how long the broker waits before aborting a
+	// dead sequencer's open transaction.
+	TransactionTimeout time.Duration
+	Logger             *slog.Logger
+	Registerer         prometheus.Registerer
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	if err := c.Kafka.Validate(); err != nil {
+		return err
+	}
+	if err := c.Layout.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case c.GroupID == "":
+		return errors.New("sequencer.group_id must not be empty")
+	case c.InstanceID == "":
+		return errors.New("sequencer.instance_id must not be empty")
+	case c.DedupWindow < 1 || c.DedupWindow > 1_000_000:
+		return fmt.Errorf("sequencer.dedup_window %d: must be between 1 and 1000000", c.DedupWindow)
+	case c.MaxBatch < 1 || c.MaxBatch > 100_000:
+		return fmt.Errorf("sequencer.max_batch %d: must be between 1 and 100000", c.MaxBatch)
+	case c.SessionTimeout < time.Second:
+		return fmt.Errorf("sequencer.session_timeout %s: must be at least 1s", c.SessionTimeout)
+	case c.TransactionTimeout < time.Second:
+		return fmt.Errorf("sequencer.transaction_timeout %s: must be at least 1s", c.TransactionTimeout)
+	}
+	return nil
+}
+
+type metrics struct {
+	records     prometheus.Counter
+	undecodable *prometheus.CounterVec
+	deliveries  prometheus.Counter
+	txns        *prometheus.CounterVec
+	restores    prometheus.Counter
+	groups      prometheus.Gauge
+}
+
+func newMetrics(r prometheus.Registerer) *metrics {
+	m := &metrics{
+		records: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "causeway_sequencer_records_total", Help: "Group-log records applied."}),
+		undecodable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "causeway_records_undecodable_total", Help: "Records that could not be decoded and were skipped."}, []string{"topic"}),
+		deliveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "causeway_sequencer_deliveries_total", Help: "Delivery records written."}),
+		txns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "causeway_sequencer_transactions_total", Help: "Transactions ended, by outcome."}, []string{"outcome"}),
+		restores: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "causeway_sequencer_restores_total", Help: "Partition states rebuilt from the changelog."}),
+		groups: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "causeway_sequencer_groups", Help: "Groups with state in memory."}),
+	}
+	if r != nil {
+		r.MustRegister(m.records, m.undecodable, m.deliveries, m.txns, m.restores, m.groups)
+	}
+	return m
+}
+
+// Sequencer is one sequencer process's consume-process-produce loop.
+type Sequencer struct {
+	cfg  Config
+	log  *slog.Logger
+	m    *metrics
+	sess *kgo.GroupTransactSession
+
+	// mu guards drop, written by the group client's partition callbacks.
+	mu   sync.Mutex
+	drop map[int32]bool
+
+	// parts is owned by Run.
+	parts map[int32]*State
+}
+
+// New creates a sequencer; it connects when Run starts consuming.
+func New(cfg Config) (*Sequencer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("sequencer config: %w", err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Sequencer{
+		cfg:   cfg,
+		log:   cfg.Logger.With("role", "sequencer", "instance", cfg.InstanceID),
+		m:     newMetrics(cfg.Registerer),
+		drop:  make(map[int32]bool),
+		parts: make(map[int32]*State),
+	}
+	onLose := func(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+		s.mu.Lock()
+		for _, p := range lost[cfg.Layout.GroupTopic] {
+			s.drop[p] = true
+		}
+		s.mu.Unlock()
+	}
+	opts := append(cfg.Kafka.Opts(),
+		kgo.ConsumerGroup(cfg.GroupID),
+		kgo.ConsumeTopics(cfg.Layout.GroupTopic),
+		kgo.TransactionalID("causeway-sequencer-"+cfg.InstanceID),
+		kgo.TransactionTimeout(cfg.TransactionTimeout),
+		kgo.SessionTimeout(cfg.SessionTimeout),
+		kgo.HeartbeatInterval(cfg.SessionTimeout/6),
+		kgo.RebalanceTimeout(cfg.SessionTimeout*2),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(0),
+		kgo.FetchMaxWait(250*time.Millisecond),
+		kgo.OnPartitionsRevoked(onLose),
+		kgo.OnPartitionsLost(onLose),
+	)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("create sequencer client: %w", err)
+	}
+	s.sess = sess
+	return s, nil
+}
+
+// Run consumes until ctx is done. Teardown: the loop ends its current
+// transaction (abort on cancel), then the session leaves the group, so the
+// partitions move to the other sequencers at once.
+func (s *Sequencer) Run(ctx context.Context) error {
+	defer s.sess.Close()
+	adm := kadm.NewClient(s.sess.Client())
+	if err := pipeline.WaitTopics(ctx, adm, s.cfg.Layout); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	for ctx.Err() == nil {
+		fetches := s.sess.PollRecords(ctx, s.cfg.MaxBatch)
+		if ctx.Err() != nil {
+			break
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			s.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+		})
+		if fetches.NumRecords() == 0 {
+			continue
+		}
+		if err := s.process(ctx, fetches); err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			s.log.Error("batch failed; state dropped and will be restored", "err", err)
+			s.resetAll()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+func (s *Sequencer) resetAll() {
+	clear(s.parts)
+	s.m.groups.Set(0)
+}
+
+// process applies one batch in one transaction.
+func (s *Sequencer) process(ctx context.Context, fetches kgo.Fetches) error {
+	s.mu.Lock()
+	for p := range s.drop {
+		delete(s.parts, p)
+	}
+	clear(s.drop)
+	s.mu.Unlock()
+
+	if err := s.sess.Begin(); err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	var (
+		errMu      sync.Mutex
+		produceErr error
+		wg         sync.WaitGroup
+	)
+	produce := func(r *kgo.Record) {
+		wg.Add(1)
+		s.sess.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			defer wg.Done()
+			if err != nil {
+				errMu.Lock()
+				if produceErr == nil {
+					produceErr = err
+				}
+				errMu.Unlock()
+			}
+		})
+	}
+
+	var restoreErr error
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if restoreErr != nil || len(fp.Records) == 0 {
+			return
+		}
+		st, err := s.state(ctx, fp.Partition)
+		if err != nil {
+			restoreErr = err
+			return
+		}
+		for _, rec := range fp.Records {
+			s.m.records.Inc()
+			var ev pb.GroupEvent
+			if err := proto.Unmarshal(rec.Value, &ev); err != nil {
+				s.m.undecodable.WithLabelValues(rec.Topic).Inc()
+				s.log.Warn("skipping undecodable record", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
+				continue
+			}
+			if ev.GetGroup() != string(rec.Key) && ev.GetHeartbeat() == nil {
+				s.m.undecodable.WithLabelValues(rec.Topic).Inc()
+				s.log.Warn("skipping record whose key is not its group", "partition", rec.Partition, "offset", rec.Offset)
+				continue
+			}
+			out := st.Apply(&ev)
+			for _, d := range out.Deliveries {
+				v, err := proto.Marshal(d)
+				if err != nil {
+					restoreErr = fmt.Errorf("marshal delivery: %w", err)
+					return
+				}
+				s.m.deliveries.Inc()
+				produce(&kgo.Record{
+					Topic:     s.cfg.Layout.DeliveryTopic,
+					Partition: pipeline.PartitionFor(d.GetEdge(), s.cfg.Layout.DeliveryPartitions),
+					Key:       []byte(d.GetEdge()),
+					Value:     v,
+				})
+			}
+		}
+		for _, w := range st.TakeWrites() {
+			produce(&kgo.Record{
+				Topic:     s.cfg.Layout.StateTopic,
+				Partition: fp.Partition,
+				Key:       []byte(w.Key),
+				Value:     w.Value,
+			})
+		}
+	})
+	wg.Wait()
+
+	try := kgo.TryCommit
+	if restoreErr != nil || produceErr != nil {
+		try = kgo.TryAbort
+	}
+	committed, err := s.sess.End(ctx, try)
+	switch {
+	case err != nil:
+		s.m.txns.WithLabelValues("error").Inc()
+		return fmt.Errorf("end transaction: %w", err)
+	case restoreErr != nil:
+		s.m.txns.WithLabelValues("aborted").Inc()
+		return restoreErr
+	case produceErr != nil:
+		s.m.txns.WithLabelValues("aborted").Inc()
+		return fmt.Errorf("produce: %w", produceErr)
+	case !committed:
+		// A rebalance aborted the transaction; the session rewound to
+		// the committed offsets, so the state must rewind too.
+		s.m.txns.WithLabelValues("aborted").Inc()
+		s.resetAll()
+		return nil
+	}
+	s.m.txns.WithLabelValues("committed").Inc()
+	return nil
+}
+
+// state returns the partition's state, restoring it from the changelog if
+// this process does not hold it yet.
+func (s *Sequencer) state(ctx context.Context, p int32) (*State, error) {
+	if st := s.parts[p]; st != nil {
+		return st, nil
+	}
+	st := NewState(s.cfg.DedupWindow)
+	start := time.Now()
+	n, err := pipeline.ReadChangelog(ctx, s.cfg.Kafka, s.cfg.Layout.StateTopic, p, func(key, value []byte) {
+		if !st.Restore(string(key), value) {
+			s.m.undecodable.WithLabelValues(s.cfg.Layout.StateTopic).Inc()
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("restore partition %d: %w", p, err)
+	}
+	st.FinishRestore()
+	s.parts[p] = st
+	s.m.restores.Inc()
+	total := 0
+	for _, ps := range s.parts {
+		total += ps.Groups()
+	}
+	s.m.groups.Set(float64(total))
+	s.log.Info("restored partition state", "partition", p, "records", n, "groups", st.Groups(), "took", time.Since(start))
+	return st, nil
+}

@@ -1,0 +1,438 @@
+package sequencer
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/causeway/causeway/schemas"
+	pb "github.com/causeway/causeway/schemas/causewaypb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Changelog key kinds; see records.proto.
+const (
+	kindMeta   = "g"
+	kindMember = "m"
+	kindAttach = "a"
+	kindDedup  = "d"
+	keySep     = "\x00"
+)
+
+func stateKey(group, kind, sub string) string {
+	if kind == kindMeta {
+		return group + keySep + kind
+	}
+	return group + keySep + kind + keySep + sub
+}
+
+// splitKey parses a changelog key; ok is false for keys this version does
+// not know (they are ignored, so a newer writer cannot break an older
+// reader).
+func splitKey(k string) (group, kind, sub string, ok bool) {
+	parts := strings.SplitN(k, keySep, 3)
+	switch {
+	case len(parts) == 2 && parts[1] == kindMeta:
+		return parts[0], parts[1], "", true
+	case len(parts) == 3 && (parts[1] == kindMember || parts[1] == kindAttach || parts[1] == kindDedup):
+		return parts[0], parts[1], parts[2], true
+	}
+	return "", "", "", false
+}
+
+// Error codes sent to clients (PROTOCOL.md).
+const (
+	codeNotMember  = "not_member"
+	codeBadRequest = "bad_request"
+)
+
+type attachment struct {
+	edge, user string
+}
+
+type dedupEntry struct {
+	seq, clock uint64
+}
+
+// group is one group's sequencing state.
+type group struct {
+	id          string
+	seq         uint64
+	dedupClock  uint64
+	members     map[string]uint64 // user -> seq of the join
+	attachments map[string]attachment
+	dedup       map[string]dedupEntry
+	// dedupOrder lists dedup keys oldest first (by clock), for eviction.
+	dedupOrder []string
+
+	// byEdge caches the attached sessions per edge; nil when stale.
+	byEdge map[string][]string
+}
+
+func newGroup(id string) *group {
+	return &group{
+		id:          id,
+		members:     make(map[string]uint64),
+		attachments: make(map[string]attachment),
+		dedup:       make(map[string]dedupEntry),
+	}
+}
+
+func (g *group) recipients() map[string][]string {
+	if g.byEdge != nil {
+		return g.byEdge
+	}
+	g.byEdge = make(map[string][]string)
+	for s, a := range g.attachments {
+		g.byEdge[a.edge] = append(g.byEdge[a.edge], s)
+	}
+	for _, ss := range g.byEdge {
+		sort.Strings(ss)
+	}
+	return g.byEdge
+}
+
+// State is the sequencing state of one partition of the group log. Apply is
+// a pure function of the state and the record: no I/O, no clock. State is
+// not safe for concurrent use; one partition worker owns it.
+type State struct {
+	groups map[string]*group
+	// dirty holds changelog writes since the last TakeWrites: key ->
+	// value (nil is a tombstone).
+	dirty map[string][]byte
+	// dedupLimit bounds the remembered client_msg_ids per group.
+	dedupLimit int
+}
+
+// NewState returns an empty partition state that remembers up to dedupLimit
+// client_msg_ids per group.
+func NewState(dedupLimit int) *State {
+	if dedupLimit < 1 {
+		dedupLimit = 1
+	}
+	return &State{groups: make(map[string]*group), dirty: make(map[string][]byte), dedupLimit: dedupLimit}
+}
+
+// Groups is the number of groups with state.
+func (s *State) Groups() int { return len(s.groups) }
+
+func (s *State) group(id string) *group {
+	g := s.groups[id]
+	if g == nil {
+		g = newGroup(id)
+		s.groups[id] = g
+	}
+	return g
+}
+
+func (s *State) put(key string, m proto.Message) {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		// Marshalling our own well-formed messages cannot fail.
+		panic("sequencer: marshal state: " + err.Error())
+	}
+	s.dirty[key] = b
+}
+
+func (s *State) del(key string) { s.dirty[key] = nil }
+
+// Write is one changelog record.
+type Write struct {
+	Key   string
+	Value []byte // nil deletes the key
+}
+
+// TakeWrites returns the changelog writes since the last call, one per key
+// (the latest value), sorted by key for determinism.
+func (s *State) TakeWrites() []Write {
+	if len(s.dirty) == 0 {
+		return nil
+	}
+	out := make([]Write, 0, len(s.dirty))
+	for k, v := range s.dirty {
+		out = append(out, Write{k, v})
+	}
+	clear(s.dirty)
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+// Restore applies one changelog record read back from the state topic. It
+// reports false for a record it could not decode (counted and skipped by the
+// caller).
+func (s *State) Restore(key string, value []byte) bool {
+	gid, kind, sub, ok := splitKey(key)
+	if !ok {
+		return false
+	}
+	g := s.group(gid)
+	g.byEdge = nil
+	if value == nil {
+		switch kind {
+		case kindMeta:
+			delete(s.groups, gid)
+		case kindMember:
+			delete(g.members, sub)
+		case kindAttach:
+			delete(g.attachments, sub)
+		case kindDedup:
+			delete(g.dedup, sub)
+		}
+		return true
+	}
+	switch kind {
+	case kindMeta:
+		var m pb.GroupMeta
+		if proto.Unmarshal(value, &m) != nil {
+			return false
+		}
+		g.seq, g.dedupClock = m.GetSeq(), m.GetDedupClock()
+	case kindMember:
+		var m pb.Membership
+		if proto.Unmarshal(value, &m) != nil {
+			return false
+		}
+		g.members[sub] = m.GetJoinedSeq()
+	case kindAttach:
+		var m pb.Attachment
+		if proto.Unmarshal(value, &m) != nil {
+			return false
+		}
+		g.attachments[sub] = attachment{edge: m.GetEdge(), user: m.GetUser()}
+	case kindDedup:
+		var m pb.Dedup
+		if proto.Unmarshal(value, &m) != nil {
+			return false
+		}
+		g.dedup[sub] = dedupEntry{seq: m.GetSeq(), clock: m.GetClock()}
+	}
+	return true
+}
+
+// FinishRestore rebuilds derived indexes after the last Restore.
+func (s *State) FinishRestore() {
+	for _, g := range s.groups {
+		g.dedupOrder = g.dedupOrder[:0]
+		for k := range g.dedup {
+			g.dedupOrder = append(g.dedupOrder, k)
+		}
+		sort.Slice(g.dedupOrder, func(i, j int) bool {
+			return g.dedup[g.dedupOrder[i]].clock < g.dedup[g.dedupOrder[j]].clock
+		})
+		g.byEdge = nil
+	}
+}
+
+// Output is what one group-log record produces: deliveries, at most one per
+// edge.
+type Output struct {
+	Deliveries []*pb.Delivery
+}
+
+// builder gathers the deliveries of one Apply, one per edge.
+type builder struct {
+	group  string
+	byEdge map[string]*pb.Delivery
+	order  []string
+}
+
+func (b *builder) to(edge string) *pb.Delivery {
+	if b.byEdge == nil {
+		b.byEdge = make(map[string]*pb.Delivery, 2)
+	}
+	d := b.byEdge[edge]
+	if d == nil {
+		d = &pb.Delivery{Version: schemas.Version, Edge: edge, Group: b.group}
+		b.byEdge[edge] = d
+		b.order = append(b.order, edge)
+	}
+	return d
+}
+
+func (b *builder) event(ev *pb.Event, recipients map[string][]string) {
+	edges := make([]string, 0, len(recipients))
+	for e := range recipients {
+		edges = append(edges, e)
+	}
+	sort.Strings(edges)
+	for _, e := range edges {
+		d := b.to(e)
+		d.Event = ev
+		d.Sessions = recipients[e]
+	}
+}
+
+func (b *builder) reply(r *pb.GroupEvent, rep *pb.Reply) {
+	if r.GetSession() == "" || r.GetEdge() == "" {
+		return
+	}
+	rep.Session = r.GetSession()
+	rep.RequestId = r.GetRequestId()
+	d := b.to(r.GetEdge())
+	d.Replies = append(d.Replies, rep)
+}
+
+func (b *builder) ack(r *pb.GroupEvent, seq uint64) {
+	b.reply(r, &pb.Reply{Kind: &pb.Reply_Ack{Ack: &pb.Ack{Group: b.group, Seq: seq}}})
+}
+
+func (b *builder) fail(r *pb.GroupEvent, code, msg string) {
+	b.reply(r, &pb.Reply{Kind: &pb.Reply_Error{Error: &pb.Error{Code: code, Message: msg}}})
+}
+
+func (b *builder) out() Output {
+	o := Output{Deliveries: make([]*pb.Delivery, 0, len(b.order))}
+	for _, e := range b.order {
+		o.Deliveries = append(o.Deliveries, b.byEdge[e])
+	}
+	return o
+}
+
+// Apply sequences one record of the group log. Records that are not
+// sequenced (heartbeats, unknown kinds from newer writers) produce nothing.
+func (s *State) Apply(r *pb.GroupEvent) Output {
+	b := builder{group: r.GetGroup()}
+	if r.GetGroup() == "" {
+		return b.out()
+	}
+	switch k := r.GetKind().(type) {
+	case *pb.GroupEvent_Join:
+		s.join(&b, r)
+	case *pb.GroupEvent_Leave:
+		s.leave(&b, r)
+	case *pb.GroupEvent_Attach:
+		s.attach(&b, r, k.Attach)
+	case *pb.GroupEvent_Detach:
+		s.detach(&b, r)
+	case *pb.GroupEvent_Send:
+		s.send(&b, r, k.Send)
+	}
+	return b.out()
+}
+
+func (s *State) saveMeta(g *group) {
+	s.put(stateKey(g.id, kindMeta, ""), &pb.GroupMeta{Version: schemas.Version, Seq: g.seq, DedupClock: g.dedupClock})
+}
+
+func (s *State) next(g *group, r *pb.GroupEvent) *pb.Event {
+	g.seq++
+	s.saveMeta(g)
+	return &pb.Event{Group: g.id, Seq: g.seq, TsMs: r.GetTsMs()}
+}
+
+func (s *State) join(b *builder, r *pb.GroupEvent) {
+	if r.GetUser() == "" {
+		b.fail(r, codeBadRequest, "join without a user")
+		return
+	}
+	g := s.group(r.GetGroup())
+	if _, ok := g.members[r.GetUser()]; ok {
+		// Joining twice is a no-op, so a retried join is harmless.
+		b.ack(r, 0)
+		return
+	}
+	ev := s.next(g, r)
+	ev.Kind = &pb.Event_Member{Member: &pb.Member{User: r.GetUser(), Change: pb.Member_JOINED}}
+	g.members[r.GetUser()] = ev.Seq
+	s.put(stateKey(g.id, kindMember, r.GetUser()), &pb.Membership{Version: schemas.Version, JoinedSeq: ev.Seq})
+	b.event(ev, g.recipients())
+	b.ack(r, ev.Seq)
+}
+
+func (s *State) leave(b *builder, r *pb.GroupEvent) {
+	g := s.groups[r.GetGroup()]
+	if g == nil {
+		b.fail(r, codeNotMember, "not a member of "+r.GetGroup())
+		return
+	}
+	if _, ok := g.members[r.GetUser()]; !ok {
+		b.fail(r, codeNotMember, "not a member of "+r.GetGroup())
+		return
+	}
+	ev := s.next(g, r)
+	ev.Kind = &pb.Event_Member{Member: &pb.Member{User: r.GetUser(), Change: pb.Member_LEFT}}
+	// The leaver's sessions see their own leave, then are detached.
+	b.event(ev, g.recipients())
+	b.ack(r, ev.Seq)
+	delete(g.members, r.GetUser())
+	s.del(stateKey(g.id, kindMember, r.GetUser()))
+	for sess, a := range g.attachments {
+		if a.user == r.GetUser() {
+			delete(g.attachments, sess)
+			s.del(stateKey(g.id, kindAttach, sess))
+			g.byEdge = nil
+		}
+	}
+}
+
+func (s *State) attach(b *builder, r *pb.GroupEvent, a *pb.Attach) {
+	g := s.groups[r.GetGroup()]
+	if g == nil || r.GetSession() == "" || r.GetEdge() == "" {
+		b.fail(r, codeNotMember, "not a member of "+r.GetGroup())
+		return
+	}
+	if _, ok := g.members[r.GetUser()]; !ok {
+		b.fail(r, codeNotMember, "not a member of "+r.GetGroup())
+		return
+	}
+	cur, ok := g.attachments[r.GetSession()]
+	if !ok || cur.edge != r.GetEdge() || cur.user != r.GetUser() {
+		g.attachments[r.GetSession()] = attachment{edge: r.GetEdge(), user: r.GetUser()}
+		s.put(stateKey(g.id, kindAttach, r.GetSession()), &pb.Attachment{Version: schemas.Version, Edge: r.GetEdge(), User: r.GetUser()})
+		g.byEdge = nil
+	}
+	// Without history, events after `since` cannot be replayed: say so
+	// rather than leave a silent gap.
+	recovered := !a.GetHasSince() || a.GetSince() >= g.seq
+	b.reply(r, &pb.Reply{Kind: &pb.Reply_Subscribed{Subscribed: &pb.Subscribed{Group: g.id, Seq: g.seq, Recovered: recovered}}})
+	b.ack(r, 0)
+}
+
+func (s *State) detach(b *builder, r *pb.GroupEvent) {
+	if g := s.groups[r.GetGroup()]; g != nil {
+		if _, ok := g.attachments[r.GetSession()]; ok {
+			delete(g.attachments, r.GetSession())
+			s.del(stateKey(g.id, kindAttach, r.GetSession()))
+			g.byEdge = nil
+		}
+	}
+	if r.GetRequestId() != "" {
+		b.ack(r, 0)
+	}
+}
+
+func (s *State) send(b *builder, r *pb.GroupEvent, m *pb.Send) {
+	g := s.groups[r.GetGroup()]
+	if g == nil {
+		b.fail(r, codeNotMember, "not a member of "+r.GetGroup())
+		return
+	}
+	if _, ok := g.members[r.GetUser()]; !ok {
+		b.fail(r, codeNotMember, "not a member of "+r.GetGroup())
+		return
+	}
+	if m.GetClientMsgId() == "" {
+		b.fail(r, codeBadRequest, "send without client_msg_id")
+		return
+	}
+	dk := r.GetUser() + keySep + m.GetClientMsgId()
+	if d, ok := g.dedup[dk]; ok {
+		// A retry: answer with the original seq, sequence nothing.
+		b.ack(r, d.seq)
+		return
+	}
+	ev := s.next(g, r)
+	ev.Kind = &pb.Event_Msg{Msg: &pb.Message{From: r.GetUser(), ClientMsgId: m.GetClientMsgId(), Body: m.GetBody()}}
+	g.dedupClock++
+	g.dedup[dk] = dedupEntry{seq: ev.Seq, clock: g.dedupClock}
+	g.dedupOrder = append(g.dedupOrder, dk)
+	s.put(stateKey(g.id, kindDedup, dk), &pb.Dedup{Version: schemas.Version, Seq: ev.Seq, Clock: g.dedupClock})
+	s.saveMeta(g)
+	for len(g.dedupOrder) > s.dedupLimit {
+		old := g.dedupOrder[0]
+		g.dedupOrder = g.dedupOrder[1:]
+		delete(g.dedup, old)
+		s.del(stateKey(g.id, kindDedup, old))
+	}
+	b.event(ev, g.recipients())
+	b.ack(r, ev.Seq)
+}

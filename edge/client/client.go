@@ -1,0 +1,312 @@
+// Package client is a Go client for Causeway's protocol (PROTOCOL.md v1),
+// used by tests, the load generator, bots and `causeway client`.
+//
+// Concurrency: all methods are safe for concurrent use. One reader
+// goroutine per Client dispatches answers to waiting requests and every
+// other frame to Events, in the order received. Events must be drained: if
+// nobody reads it, the reader stops reading, the edge's queue for this
+// client fills, and the edge disconnects it as a slow consumer.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/coder/websocket"
+)
+
+// Frame is one edge -> client frame; fields a type does not use are zero.
+type Frame struct {
+	Type        string          `json:"type"`
+	ID          string          `json:"id,omitempty"`
+	Group       string          `json:"group,omitempty"`
+	Seq         uint64          `json:"seq,omitempty"`
+	ReadSeq     uint64          `json:"read_seq,omitempty"`
+	Recovered   bool            `json:"recovered,omitempty"`
+	From        string          `json:"from,omitempty"`
+	ClientMsgID string          `json:"client_msg_id,omitempty"`
+	TS          int64           `json:"ts,omitempty"`
+	Body        json.RawMessage `json:"body,omitempty"`
+	User        string          `json:"user,omitempty"`
+	Event       string          `json:"event,omitempty"`
+	Session     string          `json:"session,omitempty"`
+	Edge        string          `json:"edge,omitempty"`
+	Code        string          `json:"code,omitempty"`
+	Message     string          `json:"message,omitempty"`
+	// Raw is the frame as received.
+	Raw json.RawMessage `json:"-"`
+}
+
+// Error is an `error` frame from the edge.
+type Error struct {
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return "causeway: " + e.Code + ": " + e.Message }
+
+// Options tunes Dial.
+type Options struct {
+	// EventBuffer is the capacity of Events (default 65536).
+	EventBuffer int
+	// Header is sent with the upgrade request (e.g. Origin).
+	Header http.Header
+	// ReadLimit bounds one incoming message (default 16 MiB).
+	ReadLimit int64
+}
+
+// Client is one authenticated connection to an edge.
+type Client struct {
+	ws      *websocket.Conn
+	events  chan Frame
+	welcome Frame
+
+	nextID atomic.Uint64
+	wmu    sync.Mutex // serializes writes
+
+	mu      sync.Mutex
+	pending map[string]chan Frame
+	err     error
+	done    chan struct{}
+}
+
+// Dial connects to an edge (ws://host:port/v1/ws), says hello with token
+// and returns once welcomed.
+func Dial(ctx context.Context, url, token string, opts *Options) (*Client, error) {
+	o := Options{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.EventBuffer <= 0 {
+		o.EventBuffer = 65536
+	}
+	if o.ReadLimit <= 0 {
+		o.ReadLimit = 16 << 20
+	}
+	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{
+		Subprotocols: []string{"causeway.v1"},
+		HTTPHeader:   o.Header,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", url, err)
+	}
+	ws.SetReadLimit(o.ReadLimit)
+	c := &Client{
+		ws:      ws,
+		events:  make(chan Frame, o.EventBuffer),
+		pending: make(map[string]chan Frame),
+		done:    make(chan struct{}),
+	}
+	go c.read()
+	f, err := c.request(ctx, map[string]any{"type": "hello", "token": token})
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("hello: %w", err)
+	}
+	c.welcome = f
+	return c, nil
+}
+
+// User, Session and Edge are from the welcome frame.
+func (c *Client) User() string    { return c.welcome.User }
+func (c *Client) Session() string { return c.welcome.Session }
+func (c *Client) Edge() string    { return c.welcome.Edge }
+
+// Events delivers every frame that does not answer a request: msg,
+// member, subscribed, errors without a pending request, and so on. It is
+// closed when the connection ends.
+func (c *Client) Events() <-chan Frame { return c.events }
+
+// Done is closed when the connection has ended; Err then says why.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Err is the reason the connection ended, or nil while it is open.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Close closes the connection.
+func (c *Client) Close() error {
+	err := c.ws.Close(websocket.StatusNormalClosure, "bye")
+	<-c.done
+	return err
+}
+
+func (c *Client) read() {
+	defer close(c.events)
+	defer close(c.done)
+	ctx := context.Background()
+	for {
+		_, msg, err := c.ws.Read(ctx)
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		for len(msg) > 0 {
+			line := msg
+			if i := indexNL(msg); i >= 0 {
+				line, msg = msg[:i], msg[i+1:]
+			} else {
+				msg = nil
+			}
+			if len(line) == 0 {
+				continue
+			}
+			var f Frame
+			if err := json.Unmarshal(line, &f); err != nil {
+				c.fail(fmt.Errorf("edge sent malformed frame: %w", err))
+				_ = c.ws.CloseNow()
+				return
+			}
+			f.Raw = append(json.RawMessage(nil), line...)
+			c.dispatch(f)
+		}
+	}
+}
+
+func indexNL(b []byte) int {
+	for i, c := range b {
+		if c == '\n' {
+			return i
+		}
+	}
+	return -1
+}
+
+func (c *Client) dispatch(f Frame) {
+	switch f.Type {
+	case "ack", "error", "welcome", "subscribed":
+		if f.ID == "" {
+			break
+		}
+		c.mu.Lock()
+		ch := c.pending[f.ID]
+		delete(c.pending, f.ID)
+		c.mu.Unlock()
+		switch {
+		case ch != nil:
+			ch <- f
+			// `subscribed` answers subscribe and is also an event: it
+			// marks where the live stream starts.
+			if f.Type != "subscribed" {
+				return
+			}
+		case f.Type == "ack":
+			return // the ack after a subscribed that already answered
+		}
+	}
+	c.events <- f
+}
+
+func (c *Client) fail(err error) {
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	for id, ch := range c.pending {
+		close(ch)
+		delete(c.pending, id)
+	}
+	c.mu.Unlock()
+}
+
+// WriteRaw sends bytes as one WebSocket text message, unvalidated (tests
+// use it to send malformed frames).
+func (c *Client) WriteRaw(ctx context.Context, b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.ws.Write(ctx, websocket.MessageText, b)
+}
+
+// request sends a frame with a fresh id and waits for its answer.
+func (c *Client) request(ctx context.Context, frame map[string]any) (Frame, error) {
+	id := strconv.FormatUint(c.nextID.Add(1), 10)
+	frame["id"] = id
+	b, err := json.Marshal(frame)
+	if err != nil {
+		return Frame{}, fmt.Errorf("encode %v: %w", frame["type"], err)
+	}
+	ch := make(chan Frame, 1)
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return Frame{}, fmt.Errorf("connection closed: %w", err)
+	}
+	c.pending[id] = ch
+	c.mu.Unlock()
+	if err := c.WriteRaw(ctx, b); err != nil {
+		c.mu.Lock()
+		delete(c.pending, id)
+		c.mu.Unlock()
+		return Frame{}, fmt.Errorf("write %v: %w", frame["type"], err)
+	}
+	select {
+	case f, ok := <-ch:
+		if !ok {
+			return Frame{}, fmt.Errorf("connection closed: %w", c.Err())
+		}
+		if f.Type == "error" {
+			return f, &Error{Code: f.Code, Message: f.Message}
+		}
+		return f, nil
+	case <-ctx.Done():
+		c.mu.Lock()
+		delete(c.pending, id)
+		c.mu.Unlock()
+		return Frame{}, ctx.Err()
+	}
+}
+
+// Join makes the user a member of group.
+func (c *Client) Join(ctx context.Context, group string) error {
+	_, err := c.request(ctx, map[string]any{"type": "join", "group": group})
+	return err
+}
+
+// Leave ends the membership.
+func (c *Client) Leave(ctx context.Context, group string) error {
+	_, err := c.request(ctx, map[string]any{"type": "leave", "group": group})
+	return err
+}
+
+// Subscribe attaches this session to group's live stream; since, if not
+// nil, asks for every timeline event after it first. It returns the
+// `subscribed` frame.
+func (c *Client) Subscribe(ctx context.Context, group string, since *uint64) (Frame, error) {
+	f := map[string]any{"type": "subscribe", "group": group}
+	if since != nil {
+		f["since"] = *since
+	}
+	return c.request(ctx, f)
+}
+
+// Unsubscribe detaches this session from group.
+func (c *Client) Unsubscribe(ctx context.Context, group string) error {
+	_, err := c.request(ctx, map[string]any{"type": "unsubscribe", "group": group})
+	return err
+}
+
+// Send posts body (any JSON-encodable value) and returns its seq.
+func (c *Client) Send(ctx context.Context, group, clientMsgID string, body any) (uint64, error) {
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return 0, fmt.Errorf("encode body: %w", err)
+	}
+	f, err := c.request(ctx, map[string]any{"type": "send", "group": group, "client_msg_id": clientMsgID, "body": json.RawMessage(raw)})
+	if err != nil {
+		return 0, err
+	}
+	if f.Seq == 0 {
+		return 0, errors.New("send acked without a seq")
+	}
+	return f.Seq, nil
+}

@@ -1,0 +1,283 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	pb "github.com/causeway/causeway/schemas/causewaypb"
+	"github.com/coder/websocket"
+)
+
+// conn is one client WebSocket. Goroutines: the handler goroutine runs
+// serve (the reader: it owns subs and identity) and starts the writer,
+// which owns all writes of data frames; pings run in short-lived goroutines.
+// enqueue may be called from any goroutine (the delivery consumer, produce
+// callbacks).
+type conn struct {
+	srv     *Server
+	ws      *websocket.Conn
+	session string
+	log     *slog.Logger
+	ctx     context.Context
+	cancel  context.CancelFunc
+
+	// Reader-owned.
+	id   Identity
+	auth bool
+	subs map[string]struct{}
+	bad  int
+
+	mu     sync.Mutex
+	queue  [][]byte
+	queued int
+	closed bool
+	notify chan struct{}
+
+	closeOnce sync.Once
+}
+
+// enqueue queues one frame for the writer. It never blocks: a client whose
+// queue is full is disconnected instead of slowing the caller.
+func (c *conn) enqueue(frame []byte) {
+	if len(frame) == 0 {
+		return
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	if len(c.queue) >= c.srv.cfg.QueueFrames || c.queued+len(frame) > c.srv.cfg.QueueBytes {
+		c.closed = true
+		c.mu.Unlock()
+		c.srv.m.slow.Inc()
+		c.log.Info("closing slow consumer", "queued_frames", len(c.queue), "queued_bytes", c.queued)
+		go c.closeWith(CloseSlowConsumer, "slow consumer: send queue full; reconnect and resubscribe with since")
+		return
+	}
+	c.queue = append(c.queue, frame)
+	c.queued += len(frame)
+	c.mu.Unlock()
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+}
+
+// closeWith closes the WebSocket with a code once; it may block for the
+// close handshake, so goroutines other than the reader call it with go.
+func (c *conn) closeWith(code websocket.StatusCode, reason string) {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		_ = c.ws.Close(code, reason)
+		c.cancel()
+	})
+}
+
+// writer coalesces everything queued into one NDJSON message per write.
+func (c *conn) writer() {
+	var buf []byte
+	ping := time.NewTicker(c.srv.cfg.PingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-ping.C:
+			go c.ping()
+			continue
+		case <-c.notify:
+		}
+		c.mu.Lock()
+		frames := c.queue
+		c.queue = nil
+		c.queued = 0
+		c.mu.Unlock()
+		if len(frames) == 0 {
+			continue
+		}
+		buf = buf[:0]
+		for i, f := range frames {
+			if i > 0 {
+				buf = append(buf, '\n')
+			}
+			buf = append(buf, f...)
+		}
+		wctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.WriteTimeout)
+		err := c.ws.Write(wctx, websocket.MessageText, buf)
+		cancel()
+		if err != nil {
+			c.cancel()
+			return
+		}
+		c.srv.m.framesOut.Add(float64(len(frames)))
+		// Do not pin a large buffer to an idle connection.
+		if cap(buf) > 64<<10 {
+			buf = nil
+		}
+	}
+}
+
+func (c *conn) ping() {
+	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.PongTimeout)
+	defer cancel()
+	if err := c.ws.Ping(ctx); err != nil && c.ctx.Err() == nil {
+		c.log.Info("closing connection: no pong", "err", err)
+		c.closeWith(websocket.StatusPolicyViolation, "no pong")
+	}
+}
+
+func (c *conn) sendError(id, code, msg string) {
+	c.srv.m.errors.WithLabelValues(code).Inc()
+	c.enqueue(encodeError(id, code, msg))
+}
+
+// serve is the reader loop; it returns when the connection ends.
+func (c *conn) serve() {
+	cfg := &c.srv.cfg
+	c.ws.SetReadLimit(int64(cfg.MaxMessageBytes))
+	hello := time.AfterFunc(cfg.HelloTimeout, func() {
+		c.closeWith(CloseUnauthorized, "no hello within "+cfg.HelloTimeout.String())
+	})
+	defer hello.Stop()
+	go c.writer()
+	for {
+		_, msg, err := c.ws.Read(c.ctx)
+		if err != nil {
+			if websocket.CloseStatus(err) == websocket.StatusMessageTooBig || strings.Contains(err.Error(), "read limited") {
+				c.srv.m.errors.WithLabelValues(CodeTooLarge).Inc()
+			}
+			return
+		}
+		for len(msg) > 0 {
+			line := msg
+			if i := bytes.IndexByte(msg, '\n'); i >= 0 {
+				line, msg = msg[:i], msg[i+1:]
+			} else {
+				msg = nil
+			}
+			line = bytes.TrimSpace(line)
+			if len(line) == 0 {
+				continue
+			}
+			if !c.handle(line, hello) {
+				return
+			}
+		}
+	}
+}
+
+// handle processes one frame; false ends the connection.
+func (c *conn) handle(line []byte, hello *time.Timer) bool {
+	cfg := &c.srv.cfg
+	if len(line) > cfg.MaxFrameBytes {
+		c.sendError(salvageID(line), CodeTooLarge, "frame larger than the limit")
+		return c.strike()
+	}
+	f, ferr := DecodeClientFrame(line)
+	if ferr != nil {
+		c.srv.m.frameIn("invalid")
+		if !c.auth {
+			c.sendError(f.ID, CodeUnauthorized, "the first frame must be a valid hello: "+ferr.Message)
+			c.closeWith(CloseUnauthorized, "hello required")
+			return false
+		}
+		c.sendError(f.ID, ferr.Code, ferr.Message)
+		return c.strike()
+	}
+	c.srv.m.frameIn(f.Type)
+	if !c.auth {
+		if f.Type != "hello" {
+			c.sendError(f.ID, CodeUnauthorized, "the first frame must be hello")
+			c.closeWith(CloseUnauthorized, "hello required")
+			return false
+		}
+		id, err := c.srv.verifier.Verify(f.Token)
+		if err != nil {
+			c.sendError(f.ID, CodeUnauthorized, "invalid token")
+			c.log.Info("hello refused", "err", err)
+			c.closeWith(CloseUnauthorized, "invalid token")
+			return false
+		}
+		hello.Stop()
+		c.id, c.auth = id, true
+		c.log = c.log.With("user", id.User)
+		c.srv.register(c)
+		c.enqueue(marshalFrame(welcomeFrame{Type: "welcome", ID: f.ID, User: id.User, Session: c.session, Edge: cfg.ID}))
+		return true
+	}
+	c.bad = 0
+	switch f.Type {
+	case "hello":
+		c.sendError(f.ID, CodeBadRequest, "already authenticated")
+	case "join":
+		if strings.HasPrefix(f.Group, "u:") {
+			c.sendError(f.ID, CodeForbidden, "groups starting with u: are personal streams")
+			return true
+		}
+		if !c.id.MayJoin(f.Group) {
+			c.sendError(f.ID, CodeForbidden, "the token does not allow joining "+f.Group)
+			return true
+		}
+		c.produce(&f, &pb.GroupEvent{Kind: &pb.GroupEvent_Join{Join: &pb.Join{}}})
+	case "leave":
+		c.produce(&f, &pb.GroupEvent{Kind: &pb.GroupEvent_Leave{Leave: &pb.Leave{}}})
+	case "subscribe":
+		a := &pb.Attach{}
+		if f.Since != nil {
+			a.Since, a.HasSince = *f.Since, true
+		}
+		c.subs[f.Group] = struct{}{}
+		c.produce(&f, &pb.GroupEvent{Kind: &pb.GroupEvent_Attach{Attach: a}})
+	case "unsubscribe":
+		delete(c.subs, f.Group)
+		c.produce(&f, &pb.GroupEvent{Kind: &pb.GroupEvent_Detach{Detach: &pb.Detach{}}})
+	case "send":
+		body, err := compactJSON(f.Body)
+		if err != nil {
+			c.sendError(f.ID, CodeBadRequest, "body is not valid JSON")
+			return c.strike()
+		}
+		c.produce(&f, &pb.GroupEvent{Kind: &pb.GroupEvent_Send{Send: &pb.Send{ClientMsgId: f.ClientMsgID, Body: body}}})
+	default:
+		c.sendError(f.ID, CodeBadRequest, "frame type "+f.Type+" is not supported by this edge yet")
+	}
+	return true
+}
+
+// strike counts a bad frame; too many in a row close the connection.
+func (c *conn) strike() bool {
+	c.bad++
+	if c.bad >= c.srv.cfg.MaxBadFrames {
+		c.closeWith(CloseProtocol, "too many bad frames")
+		return false
+	}
+	return true
+}
+
+// produce writes a request into the group log. The answer comes back
+// through the sequencer; only a failed produce is answered here.
+func (c *conn) produce(f *ClientFrame, ev *pb.GroupEvent) {
+	id := f.ID
+	err := c.srv.produceEvent(c.ctx, f.Group, c.session, c.id.User, id, ev, func(err error) {
+		c.sendError(id, CodeUnavailable, "could not write to the log; retry")
+		c.log.Warn("produce failed", "group", f.Group, "err", err)
+	})
+	if err != nil {
+		c.sendError(id, CodeInternal, "could not encode the request")
+	}
+}
+
+// detachAll tells the sequencer this session is gone.
+func (c *conn) detachAll() {
+	for g := range c.subs {
+		_ = c.srv.produceEvent(context.Background(), g, c.session, c.id.User, "", &pb.GroupEvent{Kind: &pb.GroupEvent_Detach{Detach: &pb.Detach{}}}, func(error) {})
+	}
+}

@@ -1,0 +1,68 @@
+package edge
+
+import (
+	pb "github.com/causeway/causeway/schemas/causewaypb"
+)
+
+// encodeEvent renders a timeline event as one JSON frame. It runs once per
+// event per edge; every local recipient gets the same bytes.
+func encodeEvent(ev *pb.Event) []byte {
+	w := frameWriter{b: make([]byte, 0, 96+len(ev.GetMsg().GetBody()))}
+	switch k := ev.GetKind().(type) {
+	case *pb.Event_Msg:
+		w.b = append(w.b, `{"type":"msg"`...)
+		w.key("group")
+		w.str(ev.GetGroup())
+		w.key("seq")
+		w.uint(ev.GetSeq())
+		w.key("from")
+		w.str(k.Msg.GetFrom())
+		w.key("client_msg_id")
+		w.str(k.Msg.GetClientMsgId())
+		w.key("ts")
+		w.int(ev.GetTsMs())
+		w.key("body")
+		if len(k.Msg.GetBody()) == 0 {
+			w.b = append(w.b, "null"...)
+		} else {
+			// Bodies were validated and compacted by the edge that
+			// accepted them.
+			w.b = append(w.b, k.Msg.GetBody()...)
+		}
+	case *pb.Event_Member:
+		w.b = append(w.b, `{"type":"member"`...)
+		w.key("group")
+		w.str(ev.GetGroup())
+		w.key("seq")
+		w.uint(ev.GetSeq())
+		w.key("user")
+		w.str(k.Member.GetUser())
+		w.key("event")
+		if k.Member.GetChange() == pb.Member_LEFT {
+			w.str("left")
+		} else {
+			w.str("joined")
+		}
+		w.key("ts")
+		w.int(ev.GetTsMs())
+	default:
+		return nil
+	}
+	w.b = append(w.b, '}')
+	return w.b
+}
+
+// encodeReply renders a reply to one session's request; it may be two
+// frames (subscribed, then ack) joined by a newline.
+func encodeReply(r *pb.Reply) []byte {
+	switch k := r.GetKind().(type) {
+	case *pb.Reply_Ack:
+		return marshalFrame(ackFrame{Type: "ack", ID: r.GetRequestId(), Group: k.Ack.GetGroup(), Seq: k.Ack.GetSeq()})
+	case *pb.Reply_Error:
+		return encodeError(r.GetRequestId(), k.Error.GetCode(), k.Error.GetMessage())
+	case *pb.Reply_Subscribed:
+		s := k.Subscribed
+		return marshalFrame(subscribedFrame{Type: "subscribed", ID: r.GetRequestId(), Group: s.GetGroup(), Seq: s.GetSeq(), ReadSeq: s.GetReadSeq(), Recovered: s.GetRecovered()})
+	}
+	return nil
+}

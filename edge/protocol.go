@@ -1,0 +1,273 @@
+package edge
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// Error codes of PROTOCOL.md, mapped here and nowhere else.
+const (
+	CodeBadRequest   = "bad_request"
+	CodeUnauthorized = "unauthorized"
+	CodeForbidden    = "forbidden"
+	CodeNotMember    = "not_member"
+	CodeTooLarge     = "too_large"
+	CodeRateLimited  = "rate_limited"
+	CodeUnavailable  = "unavailable"
+	CodeInternal     = "internal"
+)
+
+// WebSocket close codes (docs/PROTOCOL.md).
+const (
+	CloseGoingAway     = 4000 // edge draining: reconnect elsewhere
+	CloseProtocol      = 4400 // repeated protocol abuse
+	CloseUnauthorized  = 4401 // no valid hello
+	ClosePolicy        = 4408 // policy or rate
+	CloseSlowConsumer  = 4409 // send queue overflowed: reconnect, resubscribe with since
+	CloseMessageTooBig = 1009
+)
+
+// Subprotocol is the WebSocket subprotocol of PROTOCOL.md v1.
+const Subprotocol = "causeway.v1"
+
+// ClientFrame is one decoded client -> edge frame. Fields a type does not
+// use are ignored.
+type ClientFrame struct {
+	Type        string          `json:"type"`
+	ID          string          `json:"id,omitempty"`
+	Token       string          `json:"token,omitempty"`
+	Group       string          `json:"group,omitempty"`
+	Since       *uint64         `json:"since,omitempty"`
+	Seq         *uint64         `json:"seq,omitempty"`
+	Body        json.RawMessage `json:"body,omitempty"`
+	ClientMsgID string          `json:"client_msg_id,omitempty"`
+	To          string          `json:"to,omitempty"`
+	ToSession   string          `json:"to_session,omitempty"`
+	Call        string          `json:"call,omitempty"`
+	Kind        string          `json:"kind,omitempty"`
+	Payload     json.RawMessage `json:"payload,omitempty"`
+	Users       []string        `json:"users,omitempty"`
+}
+
+// FrameError is a client-visible failure: one of the documented codes.
+type FrameError struct {
+	Code    string
+	Message string
+}
+
+func (e *FrameError) Error() string { return e.Code + ": " + e.Message }
+
+func badRequest(format string, args ...any) *FrameError {
+	return &FrameError{Code: CodeBadRequest, Message: fmt.Sprintf(format, args...)}
+}
+
+const (
+	maxIDLen          = 128
+	maxClientMsgIDLen = 128
+)
+
+// DecodeClientFrame parses and validates one frame. On failure it still
+// returns the request ID when one could be read, so the error can echo it.
+func DecodeClientFrame(line []byte) (ClientFrame, *FrameError) {
+	var f ClientFrame
+	if err := json.Unmarshal(line, &f); err != nil {
+		id := salvageID(line)
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return ClientFrame{ID: id}, badRequest("field %q has the wrong type: want %s", te.Field, te.Type.String())
+		}
+		return ClientFrame{ID: id}, badRequest("malformed JSON: %v", err)
+	}
+	if len(f.ID) > maxIDLen {
+		return ClientFrame{}, badRequest("id longer than %d bytes", maxIDLen)
+	}
+	if err := f.validate(); err != nil {
+		return ClientFrame{ID: f.ID}, err
+	}
+	return f, nil
+}
+
+// salvageID reads "id" from a frame that failed to decode as a whole.
+func salvageID(line []byte) string {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(line, &m) != nil {
+		return ""
+	}
+	var id string
+	if json.Unmarshal(m["id"], &id) != nil || len(id) > maxIDLen {
+		return ""
+	}
+	return id
+}
+
+func (f *ClientFrame) validate() *FrameError {
+	needGroup := func() *FrameError {
+		if f.Group == "" {
+			return badRequest("%s needs \"group\"", f.Type)
+		}
+		if !ValidGroupID(f.Group) {
+			return badRequest("group %q is not a valid group ID (1-128 of A-Z a-z 0-9 . _ - : @ +)", f.Group)
+		}
+		return nil
+	}
+	switch f.Type {
+	case "":
+		return badRequest("frame needs \"type\"")
+	case "hello":
+		if f.Token == "" {
+			return badRequest("hello needs \"token\"")
+		}
+	case "join", "leave", "unsubscribe", "typing":
+		return needGroup()
+	case "subscribe":
+		return needGroup()
+	case "send":
+		if err := needGroup(); err != nil {
+			return err
+		}
+		if f.ClientMsgID == "" {
+			return badRequest("send needs \"client_msg_id\"")
+		}
+		if len(f.ClientMsgID) > maxClientMsgIDLen || !validToken(f.ClientMsgID) {
+			return badRequest("client_msg_id must be 1-%d printable characters", maxClientMsgIDLen)
+		}
+		if len(f.Body) == 0 {
+			return badRequest("send needs \"body\"")
+		}
+	case "read":
+		if err := needGroup(); err != nil {
+			return err
+		}
+		if f.Seq == nil {
+			return badRequest("read needs \"seq\"")
+		}
+	case "signal":
+		if f.To == "" || f.Call == "" || f.Kind == "" {
+			return badRequest("signal needs \"to\", \"call\" and \"kind\"")
+		}
+	case "presence":
+		if len(f.Users) == 0 {
+			return badRequest("presence needs a non-empty \"users\"")
+		}
+	default:
+		return badRequest("unknown frame type %q", f.Type)
+	}
+	return nil
+}
+
+// ValidGroupID reports whether s is a well-formed group ID.
+func ValidGroupID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '.', c == '_', c == '-', c == ':', c == '@', c == '+':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// ValidUserID reports whether s is a well-formed user ID (the token's sub).
+func ValidUserID(s string) bool { return ValidGroupID(s) }
+
+// validToken: printable ASCII without control characters.
+func validToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return len(s) > 0
+}
+
+// frameWriter appends server frames as JSON lines. It writes by hand on the
+// hot path (msg, member) so a frame is encoded once per edge with no
+// reflection, and falls back to encoding/json for the rest.
+type frameWriter struct{ b []byte }
+
+func (w *frameWriter) str(s string) {
+	// strconv.AppendQuote escapes differently from JSON; use the JSON
+	// encoder's rules via json.Marshal for exotic input only.
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
+			q, _ := json.Marshal(s)
+			w.b = append(w.b, q...)
+			return
+		}
+	}
+	w.b = append(w.b, '"')
+	w.b = append(w.b, s...)
+	w.b = append(w.b, '"')
+}
+
+func (w *frameWriter) key(k string) {
+	w.b = append(w.b, ',', '"')
+	w.b = append(w.b, k...)
+	w.b = append(w.b, '"', ':')
+}
+
+func (w *frameWriter) uint(v uint64) { w.b = strconv.AppendUint(w.b, v, 10) }
+func (w *frameWriter) int(v int64)   { w.b = strconv.AppendInt(w.b, v, 10) }
+
+// compactJSON validates and compacts a JSON value, so a body can never
+// carry a newline into the NDJSON stream.
+func compactJSON(raw []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func marshalFrame(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only our own frame structs are marshalled here.
+		panic("edge: marshal frame: " + err.Error())
+	}
+	return b
+}
+
+type errorFrame struct {
+	Type    string `json:"type"`
+	ID      string `json:"id,omitempty"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func encodeError(id, code, msg string) []byte {
+	return marshalFrame(errorFrame{Type: "error", ID: id, Code: code, Message: msg})
+}
+
+type welcomeFrame struct {
+	Type    string `json:"type"`
+	ID      string `json:"id,omitempty"`
+	User    string `json:"user"`
+	Session string `json:"session"`
+	Edge    string `json:"edge"`
+}
+
+type ackFrame struct {
+	Type  string `json:"type"`
+	ID    string `json:"id,omitempty"`
+	Group string `json:"group,omitempty"`
+	Seq   uint64 `json:"seq,omitempty"`
+}
+
+type subscribedFrame struct {
+	Type      string `json:"type"`
+	ID        string `json:"id,omitempty"`
+	Group     string `json:"group"`
+	Seq       uint64 `json:"seq"`
+	ReadSeq   uint64 `json:"read_seq"`
+	Recovered bool   `json:"recovered"`
+}
