@@ -53,7 +53,7 @@ func (e *Error) Error() string { return "causeway: " + e.Code + ": " + e.Message
 
 // Options tunes Dial.
 type Options struct {
-	// EventBuffer is the capacity of Events (default 65536).
+	// EventBuffer is the capacity of Events (default 1024).
 	EventBuffer int
 	// Header is sent with the upgrade request (e.g. Origin).
 	Header http.Header
@@ -84,7 +84,7 @@ func Dial(ctx context.Context, url, token string, opts *Options) (*Client, error
 		o = *opts
 	}
 	if o.EventBuffer <= 0 {
-		o.EventBuffer = 65536
+		o.EventBuffer = 1024
 	}
 	if o.ReadLimit <= 0 {
 		o.ReadLimit = 16 << 20

@@ -1,0 +1,184 @@
+// Package devcluster runs a whole Causeway cluster in one process: the
+// embedded broker, one sequencer and N edges. `causeway dev`, the
+// integration tests and the benchmarks use it.
+//
+// Concurrency: Start launches one goroutine per role and Close stops them in
+// order; a Cluster's methods may be called from any goroutine.
+package devcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/causeway/causeway/consumers/sequencer"
+	"github.com/causeway/causeway/edge"
+	"github.com/causeway/causeway/pipeline"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config describes the cluster. Edge and Sequencer are templates: Start
+// fills in IDs, addresses and brokers.
+type Config struct {
+	Edges int
+	// HTTPAddr is the first edge's host:port; edge i listens on port+i,
+	// or on a free port when the port is 0.
+	HTTPAddr string
+	// Broker configures the embedded broker; DataDir empty keeps data
+	// in memory.
+	Broker    pipeline.BrokerConfig
+	Edge      edge.Config
+	Sequencer sequencer.Config
+}
+
+// Cluster is a running in-process cluster.
+type Cluster struct {
+	Broker    *pipeline.Broker
+	Edges     []*edge.Server
+	Sequencer *sequencer.Sequencer
+
+	seqCancel, edgeCancel context.CancelFunc
+	seqDone               chan error
+	edgeDone              []chan error
+	closed                bool
+}
+
+// DefaultConfig is a dev cluster with n edges on free ports and an
+// in-memory broker, signing tokens with secret.
+func DefaultConfig(n int, secret []byte) Config {
+	e := edge.DefaultConfig()
+	e.Secret = secret
+	return Config{
+		Edges:    n,
+		HTTPAddr: "127.0.0.1:0",
+		Broker:   pipeline.BrokerConfig{Listen: "127.0.0.1:0"},
+		Edge:     e,
+		Sequencer: sequencer.Config{
+			Layout:             e.Layout,
+			GroupID:            "causeway-sequencer",
+			InstanceID:         "dev",
+			DedupWindow:        1000,
+			MaxBatch:           2000,
+			SessionTimeout:     6 * time.Second,
+			TransactionTimeout: 10 * time.Second,
+		},
+	}
+}
+
+// Start starts the broker, the sequencer and the edges, and waits until
+// every edge is ready or ctx is done.
+func Start(ctx context.Context, cfg Config) (*Cluster, error) {
+	host, portStr, err := net.SplitHostPort(cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("http addr %q: %w", cfg.HTTPAddr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port+cfg.Edges > 65536 {
+		return nil, fmt.Errorf("http addr %q: bad port", cfg.HTTPAddr)
+	}
+	if cfg.Edges < 1 {
+		return nil, errors.New("a cluster needs at least one edge")
+	}
+	b, err := pipeline.NewBroker(cfg.Broker)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Broker: b, seqDone: make(chan error, 1)}
+	brokers := []string{b.Addr()}
+
+	sc := cfg.Sequencer
+	sc.Kafka.Brokers = brokers
+	if sc.Kafka.ClientID == "" {
+		sc.Kafka.ClientID = "causeway-sequencer"
+	}
+	if sc.Registerer == nil {
+		sc.Registerer = prometheus.NewRegistry()
+	}
+	seq, err := sequencer.New(sc)
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	c.Sequencer = seq
+	seqCtx, seqCancel := context.WithCancel(context.Background())
+	c.seqCancel = seqCancel
+	go func() { c.seqDone <- seq.Run(seqCtx) }()
+
+	edgeCtx, edgeCancel := context.WithCancel(context.Background())
+	c.edgeCancel = edgeCancel
+	for i := 0; i < cfg.Edges; i++ {
+		ec := cfg.Edge
+		ec.ID = fmt.Sprintf("edge-%d", i+1)
+		ec.Kafka.Brokers = brokers
+		ec.Kafka.ClientID = "causeway-" + ec.ID
+		ec.Registry = prometheus.NewRegistry()
+		ec.HTTPAddr = net.JoinHostPort(host, "0")
+		if port != 0 {
+			ec.HTTPAddr = net.JoinHostPort(host, strconv.Itoa(port+i))
+		}
+		s, err := edge.New(ec)
+		if err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+		done := make(chan error, 1)
+		c.Edges = append(c.Edges, s)
+		c.edgeDone = append(c.edgeDone, done)
+		go func() { done <- s.Run(edgeCtx) }()
+	}
+	if err := c.waitReady(ctx); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) waitReady(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ready := true
+		for _, e := range c.Edges {
+			ready = ready && e.Ready()
+		}
+		if ready {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster not ready: %w", ctx.Err())
+		case err := <-c.seqDone:
+			c.seqDone <- err
+			return fmt.Errorf("sequencer stopped: %v", err)
+		case <-t.C:
+		}
+	}
+}
+
+// URL is edge i's WebSocket URL.
+func (c *Cluster) URL(i int) string { return "ws://" + c.Edges[i].Addr() + "/v1/ws" }
+
+// Close stops the edges (they flush their producers), then the sequencer
+// (it ends its transaction), then the broker (it flushes its data dir).
+func (c *Cluster) Close() error {
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	var errs []error
+	c.edgeCancel()
+	for _, d := range c.edgeDone {
+		errs = append(errs, <-d)
+	}
+	c.seqCancel()
+	errs = append(errs, <-c.seqDone)
+	c.Broker.Close()
+	return errors.Join(errs...)
+}
+
+// DataDir is the conventional broker data dir under a dev data dir.
+func DataDir(root string) string { return filepath.Join(root, "broker") }
