@@ -32,11 +32,12 @@ type conn struct {
 	subs map[string]struct{}
 	bad  int
 
-	mu     sync.Mutex
-	queue  [][]byte
-	queued int
-	closed bool
-	notify chan struct{}
+	mu      sync.Mutex
+	queue   [][]byte
+	queued  int
+	writing bool // the writer holds frames taken from queue
+	closed  bool
+	notify  chan struct{}
 
 	closeOnce sync.Once
 }
@@ -81,6 +82,22 @@ func (c *conn) closeWith(code websocket.StatusCode, reason string) {
 	})
 }
 
+// flushThenClose lets the writer send what is queued (such as the error
+// that explains the close), bounded by the write timeout, then closes.
+func (c *conn) flushThenClose(code websocket.StatusCode, reason string) {
+	deadline := time.Now().Add(c.srv.cfg.WriteTimeout)
+	for time.Now().Before(deadline) && c.ctx.Err() == nil {
+		c.mu.Lock()
+		idle := len(c.queue) == 0 && !c.writing
+		c.mu.Unlock()
+		if idle {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	c.closeWith(code, reason)
+}
+
 // writer coalesces everything queued into one NDJSON message per write.
 func (c *conn) writer() {
 	var buf []byte
@@ -99,6 +116,7 @@ func (c *conn) writer() {
 		frames := c.queue
 		c.queue = nil
 		c.queued = 0
+		c.writing = len(frames) > 0
 		c.mu.Unlock()
 		if len(frames) == 0 {
 			continue
@@ -113,6 +131,9 @@ func (c *conn) writer() {
 		wctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.WriteTimeout)
 		err := c.ws.Write(wctx, websocket.MessageText, buf)
 		cancel()
+		c.mu.Lock()
+		c.writing = false
+		c.mu.Unlock()
 		if err != nil {
 			c.cancel()
 			return
@@ -186,7 +207,7 @@ func (c *conn) handle(line []byte, hello *time.Timer) bool {
 		c.srv.m.frameIn("invalid")
 		if !c.auth {
 			c.sendError(f.ID, CodeUnauthorized, "the first frame must be a valid hello: "+ferr.Message)
-			c.closeWith(CloseUnauthorized, "hello required")
+			c.flushThenClose(CloseUnauthorized, "hello required")
 			return false
 		}
 		c.sendError(f.ID, ferr.Code, ferr.Message)
@@ -196,14 +217,14 @@ func (c *conn) handle(line []byte, hello *time.Timer) bool {
 	if !c.auth {
 		if f.Type != "hello" {
 			c.sendError(f.ID, CodeUnauthorized, "the first frame must be hello")
-			c.closeWith(CloseUnauthorized, "hello required")
+			c.flushThenClose(CloseUnauthorized, "hello required")
 			return false
 		}
 		id, err := c.srv.verifier.Verify(f.Token)
 		if err != nil {
 			c.sendError(f.ID, CodeUnauthorized, "invalid token")
 			c.log.Info("hello refused", "err", err)
-			c.closeWith(CloseUnauthorized, "invalid token")
+			c.flushThenClose(CloseUnauthorized, "invalid token")
 			return false
 		}
 		hello.Stop()
@@ -256,7 +277,7 @@ func (c *conn) handle(line []byte, hello *time.Timer) bool {
 func (c *conn) strike() bool {
 	c.bad++
 	if c.bad >= c.srv.cfg.MaxBadFrames {
-		c.closeWith(CloseProtocol, "too many bad frames")
+		c.flushThenClose(CloseProtocol, "too many bad frames")
 		return false
 	}
 	return true

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -250,14 +251,18 @@ func (p *parser) list(key string) []string {
 
 func (p *parser) intIn(key string, lo, hi int) int {
 	raw := p.v.Get(key)
-	n, err := cast.ToIntE(raw)
-	if s, ok := raw.(string); ok {
-		// cast accepts "0x10" and "010"; accept plain decimals only.
-		for i, c := range strings.TrimSpace(s) {
-			if !(c >= '0' && c <= '9' || i == 0 && c == '-') {
-				err = errors.New("not a decimal")
-			}
-		}
+	var n int
+	var err error
+	switch x := raw.(type) {
+	case string:
+		// Plain decimals only: cast would read "0x10" as hex and "010" as
+		// octal (8).
+		n, err = strconv.Atoi(strings.TrimSpace(x))
+	case bool, float32, float64:
+		// cast turns true into 1 and truncates 1.5 to 1.
+		err = errors.New("not a whole number")
+	default:
+		n, err = cast.ToIntE(raw)
 	}
 	if err != nil || n < lo || n > hi {
 		p.bad(key, raw, fmt.Sprintf("a whole number from %d to %d", lo, hi))
@@ -267,8 +272,20 @@ func (p *parser) intIn(key string, lo, hi int) int {
 
 func (p *parser) dur(key string) time.Duration {
 	raw := p.v.Get(key)
-	d, err := cast.ToDurationE(raw)
-	if _, isInt := raw.(int); isInt || err != nil || d <= 0 || d > 24*time.Hour {
+	var d time.Duration
+	var err error
+	switch x := raw.(type) {
+	case string:
+		// Not cast: it reads a bare "10" as 10ns. time.ParseDuration
+		// wants a unit.
+		d, err = time.ParseDuration(strings.TrimSpace(x))
+	case time.Duration:
+		d = x
+	default:
+		// A YAML number (10, 1.5) has no unit.
+		err = errors.New("no unit")
+	}
+	if err != nil || d <= 0 || d > 24*time.Hour {
 		p.bad(key, raw, "a positive duration with a unit, up to 24h (e.g. 500ms, 10s)")
 	}
 	return d
