@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -9,19 +11,29 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// ReadChangelog reads one partition of a compacted changelog from its start
-// to its last stable offset (read_committed), calling fn for every committed
-// record in order; a nil value is a tombstone. It returns the number of
-// records read.
+// ReadChangelog reads one partition of a transactional, compacted
+// changelog from its start to its high watermark, calling fn, in commit
+// order, for every record of a committed transaction (and every
+// non-transactional record); a nil value is a tombstone. It returns the
+// number of records passed to fn.
 //
-// Callers restore state with it after they are assigned the partition: the
-// group's stable offset fetch guarantees that every transaction that
-// committed offsets for the partition has ended, and state and offsets are
-// written in the same transactions, so the last stable offset covers all
-// state that the committed offsets depend on.
+// It does its own transaction filtering instead of reading read_committed:
+// a read_committed reader stops at the last stable offset, and a dead
+// producer's open transaction (a SIGKILLed sequencer) holds that offset
+// back until the transaction times out, hiding every later committed write
+// of the partition's new owner. Records of transactions still open at the
+// end of the read are dropped: an open transaction can no longer commit
+// offsets for the partition once its group generation is gone (KIP-447),
+// so it will abort.
+//
+// Callers restore state with it after they are assigned the partition and
+// have fetched from its committed offset: the stable offset fetch
+// guarantees that every transaction that committed offsets for the
+// partition has ended, and state and offsets are written in the same
+// transactions.
 func ReadChangelog(ctx context.Context, kc KafkaConfig, topic string, partition int32, fn func(key, value []byte)) (int, error) {
 	cl, err := kgo.NewClient(append(kc.Opts(),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchIsolationLevel(kgo.ReadUncommitted()),
 		kgo.KeepControlRecords(),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
 			topic: {partition: kgo.NewOffset().AtStart()},
@@ -32,15 +44,16 @@ func ReadChangelog(ctx context.Context, kc KafkaConfig, topic string, partition 
 	}
 	defer cl.Close()
 
-	offs, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err != nil {
-		return 0, fmt.Errorf("list stable offsets of %s: %w", topic, err)
+		return 0, fmt.Errorf("list end offsets of %s: %w", topic, err)
 	}
-	end, ok := offs.Lookup(topic, partition)
+	end, ok := ends.Lookup(topic, partition)
 	if !ok || end.Err != nil {
-		return 0, fmt.Errorf("stable offset of %s/%d: %v", topic, partition, end.Err)
+		return 0, fmt.Errorf("end offset of %s/%d: %v", topic, partition, end.Err)
 	}
-	starts, err := kadm.NewClient(cl).ListStartOffsets(ctx, topic)
+	starts, err := adm.ListStartOffsets(ctx, topic)
 	if err != nil {
 		return 0, fmt.Errorf("list start offsets of %s: %w", topic, err)
 	}
@@ -48,13 +61,15 @@ func ReadChangelog(ctx context.Context, kc KafkaConfig, topic string, partition 
 		return 0, nil
 	}
 
-	// With control records kept, the record just below the stable offset
-	// is always seen (a transaction marker or a plain record), so the
-	// read ends exactly there. Compaction may remove it in theory; an
-	// idle read then ends after a quiet period instead of hanging.
+	type kv struct{ k, v []byte }
+	open := map[int64][]kv{} // producer ID -> records of its open transaction
 	n := 0
 	last := int64(-1)
 	idle := time.Now()
+	// The record at the high watermark - 1 is always returned by a
+	// read_uncommitted fetch, so the read ends exactly there. Compaction
+	// could in theory remove it; an idle read then ends after a quiet
+	// period instead of hanging.
 	for last < end.Offset-1 {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		fs := cl.PollFetches(pctx)
@@ -64,7 +79,7 @@ func ReadChangelog(ctx context.Context, kc KafkaConfig, topic string, partition 
 		}
 		var ferr error
 		fs.EachError(func(_ string, _ int32, err error) {
-			if err != context.DeadlineExceeded {
+			if !errors.Is(err, context.DeadlineExceeded) {
 				ferr = err
 			}
 		})
@@ -75,11 +90,26 @@ func ReadChangelog(ctx context.Context, kc KafkaConfig, topic string, partition 
 		fs.EachRecord(func(r *kgo.Record) {
 			got = true
 			last = r.Offset
-			if r.Attrs.IsControl() || r.Offset >= end.Offset {
+			if r.Offset >= end.Offset {
 				return
 			}
-			n++
-			fn(r.Key, r.Value)
+			switch {
+			case r.Attrs.IsControl():
+				// Control record key: version int16, type int16
+				// (0 abort, 1 commit).
+				if len(r.Key) >= 4 && binary.BigEndian.Uint16(r.Key[2:4]) == 1 {
+					for _, x := range open[r.ProducerID] {
+						n++
+						fn(x.k, x.v)
+					}
+				}
+				delete(open, r.ProducerID)
+			case r.Attrs.IsTransactional():
+				open[r.ProducerID] = append(open[r.ProducerID], kv{r.Key, r.Value})
+			default:
+				n++
+				fn(r.Key, r.Value)
+			}
 		})
 		if got {
 			idle = time.Now()

@@ -282,7 +282,12 @@ func (s *Sequencer) process(ctx context.Context, fetches kgo.Fetches) error {
 	if restoreErr != nil || produceErr != nil {
 		try = kgo.TryAbort
 	}
-	committed, err := s.sess.End(ctx, try)
+	// End with a context that outlives a shutdown, so a cancelled run
+	// still aborts its transaction instead of leaving it open until the
+	// broker's transaction timeout.
+	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.TransactionTimeout)
+	defer cancel()
+	committed, err := s.sess.End(endCtx, try)
 	switch {
 	case err != nil:
 		s.m.txns.WithLabelValues("error").Inc()

@@ -1,6 +1,8 @@
 package sequencer
 
 import (
+	"bytes"
+	"encoding/json"
 	"sort"
 	"strings"
 
@@ -412,6 +414,12 @@ func (s *State) send(b *builder, r *pb.GroupEvent, m *pb.Send) {
 	}
 	if m.GetClientMsgId() == "" {
 		b.fail(r, codeBadRequest, "send without client_msg_id")
+		return
+	}
+	// Edges send compact JSON; anything else (a body that could smuggle a
+	// newline into the NDJSON stream) is refused, whoever wrote the log.
+	if body := m.GetBody(); len(body) == 0 || bytes.IndexByte(body, '\n') >= 0 || !json.Valid(body) {
+		b.fail(r, codeBadRequest, "body is not compact JSON")
 		return
 	}
 	dk := r.GetUser() + keySep + m.GetClientMsgId()

@@ -1,0 +1,317 @@
+package sequencer
+
+import (
+	"reflect"
+	"sort"
+	"testing"
+
+	pb "github.com/causeway/causeway/schemas/causewaypb"
+)
+
+func ev(kind string, group, user, session, edge, req string) *pb.GroupEvent {
+	e := &pb.GroupEvent{Version: 1, Group: group, User: user, Session: session, Edge: edge, RequestId: req, TsMs: 1000}
+	switch kind {
+	case "join":
+		e.Kind = &pb.GroupEvent_Join{Join: &pb.Join{}}
+	case "leave":
+		e.Kind = &pb.GroupEvent_Leave{Leave: &pb.Leave{}}
+	case "attach":
+		e.Kind = &pb.GroupEvent_Attach{Attach: &pb.Attach{}}
+	case "detach":
+		e.Kind = &pb.GroupEvent_Detach{Detach: &pb.Detach{}}
+	case "heartbeat":
+		e.Kind = &pb.GroupEvent_Heartbeat{Heartbeat: &pb.EdgeHeartbeat{IntervalMs: 3000}}
+	}
+	return e
+}
+
+func send(group, user, session, edge, req, cmid string) *pb.GroupEvent {
+	e := ev("", group, user, session, edge, req)
+	e.Kind = &pb.GroupEvent_Send{Send: &pb.Send{ClientMsgId: cmid, Body: []byte(`"hi"`)}}
+	return e
+}
+
+// summary renders an output compactly: per edge, the event and recipients,
+// then the replies.
+type delivered struct {
+	Edge     string
+	Seq      uint64
+	Kind     string
+	Sessions []string
+	Replies  []string
+}
+
+func summarize(o Output) []delivered {
+	var out []delivered
+	for _, d := range o.Deliveries {
+		x := delivered{Edge: d.GetEdge(), Sessions: d.GetSessions()}
+		if e := d.GetEvent(); e != nil {
+			x.Seq = e.GetSeq()
+			switch k := e.GetKind().(type) {
+			case *pb.Event_Msg:
+				x.Kind = "msg:" + k.Msg.GetClientMsgId()
+			case *pb.Event_Member:
+				x.Kind = "member:" + k.Member.GetUser() + ":" + k.Member.GetChange().String()
+			}
+		}
+		for _, r := range d.GetReplies() {
+			s := r.GetSession() + "/" + r.GetRequestId() + "="
+			switch k := r.GetKind().(type) {
+			case *pb.Reply_Ack:
+				s += "ack:" + itoa(k.Ack.GetSeq())
+			case *pb.Reply_Error:
+				s += "error:" + k.Error.GetCode()
+			case *pb.Reply_Subscribed:
+				s += "subscribed:" + itoa(k.Subscribed.GetSeq())
+				if !k.Subscribed.GetRecovered() {
+					s += ":lost"
+				}
+			}
+			x.Replies = append(x.Replies, s)
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+func itoa(n uint64) string {
+	if n == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; n > 0; n /= 10 {
+		b = append([]byte{byte('0' + n%10)}, b...)
+	}
+	return string(b)
+}
+
+// none marks a step that must produce nothing; a nil want is a setup step
+// whose output is not checked.
+var none = []delivered{}
+
+func TestApply(t *testing.T) {
+	t.Parallel()
+	type step struct {
+		in   *pb.GroupEvent
+		want []delivered
+	}
+	cases := []struct {
+		name  string
+		steps []step
+	}{
+		{"join sequences a member event and acks", []step{
+			{ev("join", "g", "ann", "s1", "e1", "r1"), []delivered{{Edge: "e1", Replies: []string{"s1/r1=ack:1"}}}},
+			{ev("attach", "g", "ann", "s1", "e1", "r2"), []delivered{{Edge: "e1", Replies: []string{"s1/r2=subscribed:1", "s1/r2=ack:0"}}}},
+			{ev("join", "g", "ben", "s2", "e2", "r3"), []delivered{
+				{Edge: "e1", Seq: 2, Kind: "member:ben:JOINED", Sessions: []string{"s1"}},
+				{Edge: "e2", Replies: []string{"s2/r3=ack:2"}},
+			}},
+		}},
+		{"joining twice is a no-op", []step{
+			{ev("join", "g", "ann", "s1", "e1", "r1"), []delivered{{Edge: "e1", Replies: []string{"s1/r1=ack:1"}}}},
+			{ev("join", "g", "ann", "s1", "e1", "r2"), []delivered{{Edge: "e1", Replies: []string{"s1/r2=ack:0"}}}},
+			{send("g", "ann", "s1", "e1", "r3", "m1"), []delivered{{Edge: "e1", Replies: []string{"s1/r3=ack:2"}}}},
+		}},
+		{"non-members are refused", []step{
+			{send("g", "eve", "s9", "e1", "r1", "m1"), []delivered{{Edge: "e1", Replies: []string{"s9/r1=error:not_member"}}}},
+			{ev("attach", "g", "eve", "s9", "e1", "r2"), []delivered{{Edge: "e1", Replies: []string{"s9/r2=error:not_member"}}}},
+			{ev("leave", "g", "eve", "s9", "e1", "r3"), []delivered{{Edge: "e1", Replies: []string{"s9/r3=error:not_member"}}}},
+			{ev("join", "g", "ann", "s1", "e1", "r4"), []delivered{{Edge: "e1", Replies: []string{"s1/r4=ack:1"}}}},
+			{send("g", "eve", "s9", "e1", "r5", "m1"), []delivered{{Edge: "e1", Replies: []string{"s9/r5=error:not_member"}}}},
+		}},
+		{"send fans out once per edge and dedups retries", []step{
+			{ev("join", "g", "ann", "s1", "e1", ""), nil},
+			{ev("join", "g", "ben", "s2", "e2", ""), nil},
+			{ev("attach", "g", "ann", "s1", "e1", ""), []delivered{{Edge: "e1", Replies: []string{"s1/=subscribed:2", "s1/=ack:0"}}}},
+			{ev("attach", "g", "ann", "s3", "e1", ""), []delivered{{Edge: "e1", Replies: []string{"s3/=subscribed:2", "s3/=ack:0"}}}},
+			{ev("attach", "g", "ben", "s2", "e2", ""), []delivered{{Edge: "e2", Replies: []string{"s2/=subscribed:2", "s2/=ack:0"}}}},
+			{send("g", "ben", "s2", "e2", "r1", "m1"), []delivered{
+				{Edge: "e1", Seq: 3, Kind: "msg:m1", Sessions: []string{"s1", "s3"}},
+				{Edge: "e2", Seq: 3, Kind: "msg:m1", Sessions: []string{"s2"}, Replies: []string{"s2/r1=ack:3"}},
+			}},
+			{send("g", "ben", "s2", "e2", "r2", "m1"), []delivered{{Edge: "e2", Replies: []string{"s2/r2=ack:3"}}}},
+			// The same client_msg_id from another sender is a new message.
+			{send("g", "ann", "s1", "e1", "r3", "m1"), []delivered{
+				{Edge: "e1", Seq: 4, Kind: "msg:m1", Sessions: []string{"s1", "s3"}, Replies: []string{"s1/r3=ack:4"}},
+				{Edge: "e2", Seq: 4, Kind: "msg:m1", Sessions: []string{"s2"}},
+			}},
+		}},
+		{"leave is delivered to the leaver, then detaches all its sessions", []step{
+			{ev("join", "g", "ann", "s1", "e1", ""), nil},
+			{ev("join", "g", "ben", "s2", "e2", ""), nil},
+			{ev("attach", "g", "ann", "s1", "e1", ""), []delivered{{Edge: "e1", Replies: []string{"s1/=subscribed:2", "s1/=ack:0"}}}},
+			{ev("attach", "g", "ben", "s2", "e2", ""), []delivered{{Edge: "e2", Replies: []string{"s2/=subscribed:2", "s2/=ack:0"}}}},
+			{ev("leave", "g", "ben", "s2", "e2", "r1"), []delivered{
+				{Edge: "e1", Seq: 3, Kind: "member:ben:LEFT", Sessions: []string{"s1"}},
+				{Edge: "e2", Seq: 3, Kind: "member:ben:LEFT", Sessions: []string{"s2"}, Replies: []string{"s2/r1=ack:3"}},
+			}},
+			{send("g", "ann", "s1", "e1", "", "m1"), []delivered{{Edge: "e1", Seq: 4, Kind: "msg:m1", Sessions: []string{"s1"}, Replies: []string{"s1/=ack:4"}}}},
+		}},
+		{"detach stops deliveries; unsubscribe is acked", []step{
+			{ev("join", "g", "ann", "s1", "e1", ""), nil},
+			{ev("attach", "g", "ann", "s1", "e1", ""), []delivered{{Edge: "e1", Replies: []string{"s1/=subscribed:1", "s1/=ack:0"}}}},
+			{ev("detach", "g", "ann", "s1", "e1", "r1"), []delivered{{Edge: "e1", Replies: []string{"s1/r1=ack:0"}}}},
+			{ev("detach", "g", "ann", "s1", "e1", ""), none},
+			{send("g", "ann", "s1", "e1", "", "m1"), []delivered{{Edge: "e1", Replies: []string{"s1/=ack:2"}}}},
+		}},
+		{"since beyond history says recovered false", []step{
+			{ev("join", "g", "ann", "s1", "e1", ""), nil},
+			{send("g", "ann", "s1", "e1", "", "m1"), nil},
+			{func() *pb.GroupEvent {
+				e := ev("", "g", "ann", "s2", "e1", "r")
+				e.Kind = &pb.GroupEvent_Attach{Attach: &pb.Attach{Since: 0, HasSince: true}}
+				return e
+			}(), []delivered{{Edge: "e1", Replies: []string{"s2/r=subscribed:2:lost", "s2/r=ack:0"}}}},
+			{func() *pb.GroupEvent {
+				e := ev("", "g", "ann", "s3", "e1", "r")
+				e.Kind = &pb.GroupEvent_Attach{Attach: &pb.Attach{Since: 2, HasSince: true}}
+				return e
+			}(), []delivered{{Edge: "e1", Replies: []string{"s3/r=subscribed:2", "s3/r=ack:0"}}}},
+		}},
+		{"heartbeats, unknown kinds and groupless records produce nothing", []step{
+			{ev("heartbeat", "", "", "", "e1", ""), none},
+			{ev("", "g", "ann", "s1", "e1", "r"), none},
+			{ev("join", "", "ann", "s1", "e1", "r"), none},
+		}},
+		{"malformed requests are refused", []step{
+			{ev("join", "g", "", "s1", "e1", "r1"), []delivered{{Edge: "e1", Replies: []string{"s1/r1=error:bad_request"}}}},
+			{ev("join", "g", "ann", "s1", "e1", "r2"), []delivered{{Edge: "e1", Replies: []string{"s1/r2=ack:1"}}}},
+			{send("g", "ann", "s1", "e1", "r3", ""), []delivered{{Edge: "e1", Replies: []string{"s1/r3=error:bad_request"}}}},
+			{func() *pb.GroupEvent {
+				e := send("g", "ann", "s1", "e1", "r4", "m1")
+				e.GetSend().Body = []byte("1}\n{\"type\":\"msg\"")
+				return e
+			}(), []delivered{{Edge: "e1", Replies: []string{"s1/r4=error:bad_request"}}}},
+			{func() *pb.GroupEvent {
+				e := send("g", "ann", "s1", "e1", "r5", "m2")
+				e.GetSend().Body = []byte("[1,\n2]")
+				return e
+			}(), []delivered{{Edge: "e1", Replies: []string{"s1/r5=error:bad_request"}}}},
+			{send("g", "ann", "s1", "e1", "r6", "m3"), []delivered{{Edge: "e1", Replies: []string{"s1/r6=ack:2"}}}},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := NewState(100)
+			for i, st := range tc.steps {
+				got := summarize(s.Apply(st.in))
+				if st.want == nil {
+					continue // a setup step; its output is not checked
+				}
+				if !reflect.DeepEqual(got, st.want) && !(len(got) == 0 && len(st.want) == 0) {
+					t.Fatalf("step %d: got\n%+v\nwant\n%+v", i, got, st.want)
+				}
+			}
+		})
+	}
+}
+
+// The changelog written by Apply restores an identical state: a sequencer
+// that takes over a partition continues the same seqs, members,
+// attachments and dedup.
+func TestRestoreFromChangelog(t *testing.T) {
+	t.Parallel()
+	a := NewState(3)
+	changelog := map[string][]byte{}
+	apply := func(e *pb.GroupEvent) Output {
+		o := a.Apply(e)
+		for _, w := range a.TakeWrites() {
+			changelog[w.Key] = w.Value
+		}
+		return o
+	}
+	apply(ev("join", "g", "ann", "s1", "e1", ""))
+	apply(ev("join", "g", "ben", "s2", "e2", ""))
+	apply(ev("attach", "g", "ann", "s1", "e1", ""))
+	apply(ev("attach", "g", "ben", "s2", "e2", ""))
+	for _, id := range []string{"m1", "m2", "m3", "m4", "m5"} {
+		apply(send("g", "ann", "s1", "e1", "", id))
+	}
+	apply(ev("join", "h", "cat", "s3", "e1", ""))
+	apply(ev("leave", "h", "cat", "s3", "e1", ""))
+
+	b := NewState(3)
+	keys := make([]string, 0, len(changelog))
+	for k := range changelog {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := changelog[k]
+		if v == nil {
+			// A compacted log may or may not still hold tombstones.
+			b.Restore(k, nil)
+			continue
+		}
+		if !b.Restore(k, v) {
+			t.Fatalf("restore %q failed", k)
+		}
+	}
+	b.FinishRestore()
+
+	// Both states must now behave identically.
+	steps := []*pb.GroupEvent{
+		send("g", "ann", "s1", "e1", "r1", "m5"), // still in the dedup window
+		send("g", "ann", "s1", "e1", "r2", "m1"), // evicted: sequenced anew
+		send("g", "ben", "s2", "e2", "r3", "n1"),
+		ev("join", "h", "cat", "s3", "e1", "r4"),
+		send("g", "cat", "s3", "e1", "r5", "x"),
+	}
+	for i, e := range steps {
+		ga, gb := summarize(a.Apply(e)), summarize(b.Apply(e))
+		if !reflect.DeepEqual(ga, gb) {
+			t.Fatalf("step %d: original\n%+v\nrestored\n%+v", i, ga, gb)
+		}
+	}
+	if got := summarize(a.Apply(send("g", "ann", "s1", "e1", "r9", "m5"))); got[0].Replies[0] != "s1/r9=ack:7" {
+		t.Fatalf("dedup after restore: %+v", got)
+	}
+}
+
+func TestDedupWindowBounded(t *testing.T) {
+	t.Parallel()
+	s := NewState(10)
+	s.Apply(ev("join", "g", "ann", "s1", "e1", ""))
+	for i := 0; i < 1000; i++ {
+		s.Apply(send("g", "ann", "s1", "e1", "", "m"+itoa(uint64(i))))
+	}
+	g := s.groups["g"]
+	if len(g.dedup) != 10 || len(g.dedupOrder) != 10 {
+		t.Fatalf("dedup holds %d/%d entries, want 10", len(g.dedup), len(g.dedupOrder))
+	}
+	if g.seq != 1001 {
+		t.Fatalf("seq %d, want 1001", g.seq)
+	}
+	w := s.TakeWrites()
+	tomb := 0
+	for _, x := range w {
+		if x.Value == nil {
+			tomb++
+		}
+	}
+	if tomb != 990 {
+		t.Fatalf("%d tombstones for evicted dedup keys, want 990", tomb)
+	}
+}
+
+func TestSplitKey(t *testing.T) {
+	t.Parallel()
+	for _, k := range []string{"g\x00g", "g\x00m\x00ann", "g\x00a\x00s1", "g\x00d\x00ann\x00m1"} {
+		if _, _, _, ok := splitKey(k); !ok {
+			t.Errorf("splitKey(%q) not ok", k)
+		}
+	}
+	for _, k := range []string{"", "g", "g\x00z\x00x", "g\x00m", "g\x00g\x00extra"} {
+		if _, _, _, ok := splitKey(k); ok {
+			t.Errorf("splitKey(%q) ok, want unknown", k)
+		}
+	}
+	s := NewState(1)
+	if s.Restore("g\x00m\x00ann", []byte{0xff, 0xff}) {
+		t.Error("garbage value restored")
+	}
+	if s.Restore("future\x00q\x00x", []byte{1}) {
+		t.Error("unknown key kind restored")
+	}
+}
