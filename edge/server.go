@@ -346,7 +346,9 @@ func (s *Server) produceEvent(ctx context.Context, group, session, user, reqID s
 func (s *Server) Run(ctx context.Context) error {
 	defer s.cons.Close()
 	defer s.prod.Close()
-	if err := pipeline.WaitTopics(ctx, kadm.NewClient(s.prod), s.cfg.Layout); err != nil {
+	if err := pipeline.WaitTopics(ctx, kadm.NewClient(s.prod), s.cfg.Layout, func(err error) {
+		s.log.Warn("waiting for Kafka topics", "err", err)
+	}); err != nil {
 		s.ln.Close()
 		if ctx.Err() != nil {
 			return nil

@@ -139,12 +139,16 @@ func CheckTopics(ctx context.Context, adm *kadm.Client, l Layout) error {
 }
 
 // WaitTopics ensures the layout's topics exist, retrying while the broker
-// is unreachable, until ctx is done. A layout mismatch is final.
-func WaitTopics(ctx context.Context, adm *kadm.Client, l Layout) error {
-	for {
+// is unreachable, until ctx is done; onRetry (if not nil) hears about every
+// tenth failed attempt. A layout mismatch is final.
+func WaitTopics(ctx context.Context, adm *kadm.Client, l Layout, onRetry func(error)) error {
+	for try := 1; ; try++ {
 		err := EnsureTopics(ctx, adm, l)
 		if err == nil || errors.Is(err, ErrLayoutMismatch) {
 			return err
+		}
+		if onRetry != nil && try%10 == 0 {
+			onRetry(err)
 		}
 		select {
 		case <-ctx.Done():

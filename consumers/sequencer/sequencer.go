@@ -163,7 +163,9 @@ func New(cfg Config) (*Sequencer, error) {
 func (s *Sequencer) Run(ctx context.Context) error {
 	defer s.sess.Close()
 	adm := kadm.NewClient(s.sess.Client())
-	if err := pipeline.WaitTopics(ctx, adm, s.cfg.Layout); err != nil {
+	if err := pipeline.WaitTopics(ctx, adm, s.cfg.Layout, func(err error) {
+		s.log.Warn("waiting for Kafka topics", "err", err)
+	}); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}

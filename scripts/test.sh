@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The test command (README: `make test`; CI's .ci/run calls this).
+# Installs what the tests need, checks formatting, vet and generated code,
+# then runs every test with the race detector against real servers (the
+# embedded Kafka-protocol broker over TCP, and separate causeway processes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== generated code"
+scripts/gen.sh --check
+
+echo "== go test -race"
+go test -race -count=1 -timeout 15m ./...
+
+echo "== benchmark smoke (numbers are not judged here)"
+make -s bench-quick
