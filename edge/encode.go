@@ -38,10 +38,13 @@ func encodeEvent(ev *pb.Event) []byte {
 		w.key("user")
 		w.str(k.Member.GetUser())
 		w.key("event")
-		if k.Member.GetChange() == pb.Member_LEFT {
-			w.str("left")
-		} else {
+		switch k.Member.GetChange() {
+		case pb.Member_JOINED:
 			w.str("joined")
+		case pb.Member_LEFT:
+			w.str("left")
+		default:
+			return nil // a change this version does not know
 		}
 		w.key("ts")
 		w.int(ev.GetTsMs())
@@ -52,8 +55,7 @@ func encodeEvent(ev *pb.Event) []byte {
 	return w.b
 }
 
-// encodeReply renders a reply to one session's request; it may be two
-// frames (subscribed, then ack) joined by a newline.
+// encodeReply renders a reply to one session's request as one frame.
 func encodeReply(r *pb.Reply) []byte {
 	switch k := r.GetKind().(type) {
 	case *pb.Reply_Ack:

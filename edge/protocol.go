@@ -73,6 +73,12 @@ const (
 // returns the request ID when one could be read, so the error can echo it.
 func DecodeClientFrame(line []byte) (ClientFrame, *FrameError) {
 	var f ClientFrame
+	if t := bytes.TrimLeft(line, " \t\r"); len(t) > 0 && t[0] != '{' {
+		if json.Valid(line) {
+			return ClientFrame{}, badRequest("a frame must be a JSON object")
+		}
+		return ClientFrame{}, badRequest("malformed JSON")
+	}
 	if err := json.Unmarshal(line, &f); err != nil {
 		id := salvageID(line)
 		var te *json.UnmarshalTypeError

@@ -89,7 +89,7 @@ func TestDecodeClientFrameInvalid(t *testing.T) {
 		// Type.
 		{"missing type", `{"id":"t1","group":"g"}`, "t1", []string{`needs "type"`}},
 		{"empty type", `{"type":"","id":"t2","group":"g"}`, "t2", []string{`needs "type"`}},
-		{"null frame", `null`, "", []string{`needs "type"`}},
+		{"null frame", `null`, "", []string{"must be a JSON object"}},
 		{"unknown type", `{"type":"dance","id":"t3"}`, "t3", []string{"unknown frame type", `"dance"`}},
 		{"server-only type", `{"type":"welcome","id":"t4"}`, "t4", []string{"unknown frame type", `"welcome"`}},
 		{"type case matters", `{"type":"JOIN","id":"t5","group":"g"}`, "t5", []string{"unknown frame type", `"JOIN"`}},
@@ -178,14 +178,12 @@ func TestDecodeClientFrameInvalid(t *testing.T) {
 }
 
 // TestDecodeClientFrameNotAnObject: a JSON value that is not an object is a
-// bad_request with no ID. (Today its message is `field "" has the wrong
-// type: want edge.ClientFrame`, which names a Go type rather than saying
-// "a frame must be a JSON object"; only the code is pinned here.)
+// bad_request with no ID that says a frame must be an object.
 func TestDecodeClientFrameNotAnObject(t *testing.T) {
 	t.Parallel()
 	for _, in := range []string{`[]`, `[{"type":"join","group":"g"}]`, `5`, `"join"`, `true`} {
 		f, ferr := DecodeClientFrame([]byte(in))
-		if ferr == nil || ferr.Code != CodeBadRequest || ferr.Message == "" || f.ID != "" {
+		if ferr == nil || ferr.Code != CodeBadRequest || ferr.Message != "a frame must be a JSON object" || f.ID != "" {
 			t.Errorf("DecodeClientFrame(%s) = %+v, %v; want bad_request with a message and no id", in, f, ferr)
 		}
 	}
