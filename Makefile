@@ -17,7 +17,7 @@ lint:
 	gofmt -l . && go vet ./...
 
 bench:
-	go run ./benchmarks/cmd/loadgen -groups 10 -members 100 -rate 50 -duration 20s
+	benchmarks/run.sh -out benchmarks/results/latest.json
 
 bench-quick:
-	go run ./benchmarks/cmd/loadgen -groups 2 -members 10 -rate 20 -duration 5s -warmup 1s -out test-output/bench-quick.json
+	benchmarks/run.sh -quick -out test-output/bench-quick.json

@@ -42,16 +42,34 @@ type conn struct {
 	closeOnce sync.Once
 }
 
-// enqueue queues one frame for the writer. It never blocks: a client whose
-// queue is full is disconnected instead of slowing the caller.
+// enqueue queues one frame for the writer and wakes it. It never blocks: a
+// client whose queue is full is disconnected instead of slowing the caller.
 func (c *conn) enqueue(frame []byte) {
+	if c.push(frame) {
+		c.wake()
+	}
+}
+
+// wake tells the writer there is something to write.
+func (c *conn) wake() {
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+}
+
+// push queues one frame without waking the writer, so a caller with many
+// frames for many connections (the delivery consumer) wakes each writer
+// once, after the whole batch, and each writes one coalesced message. It
+// reports whether the frame was queued.
+func (c *conn) push(frame []byte) bool {
 	if len(frame) == 0 {
-		return
+		return false
 	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	if len(c.queue) >= c.srv.cfg.QueueFrames || c.queued+len(frame) > c.srv.cfg.QueueBytes {
 		c.closed = true
@@ -59,15 +77,12 @@ func (c *conn) enqueue(frame []byte) {
 		c.srv.m.slow.Inc()
 		c.log.Info("closing slow consumer", "queued_frames", len(c.queue), "queued_bytes", c.queued)
 		go c.closeWith(CloseSlowConsumer, "slow consumer: send queue full; reconnect and resubscribe with since")
-		return
+		return false
 	}
 	c.queue = append(c.queue, frame)
 	c.queued += len(frame)
 	c.mu.Unlock()
-	select {
-	case c.notify <- struct{}{}:
-	default:
-	}
+	return true
 }
 
 // closeWith closes the WebSocket with a code once; it may block for the
@@ -101,8 +116,14 @@ func (c *conn) flushThenClose(code websocket.StatusCode, reason string) {
 // writer coalesces everything queued into one NDJSON message per write.
 func (c *conn) writer() {
 	var buf []byte
+	var spare [][]byte // the previous queue, reused so steady state allocates nothing
 	ping := time.NewTicker(c.srv.cfg.PingInterval)
 	defer ping.Stop()
+	// A watchdog instead of a context per write: it costs nothing per
+	// write, and an expired write closes the connection either way.
+	watchdog := time.AfterFunc(time.Hour, func() { _ = c.ws.CloseNow(); c.cancel() })
+	watchdog.Stop()
+	defer watchdog.Stop()
 	for {
 		select {
 		case <-c.ctx.Done():
@@ -114,11 +135,12 @@ func (c *conn) writer() {
 		}
 		c.mu.Lock()
 		frames := c.queue
-		c.queue = nil
+		c.queue = spare[:0]
 		c.queued = 0
 		c.writing = len(frames) > 0
 		c.mu.Unlock()
 		if len(frames) == 0 {
+			spare = frames
 			continue
 		}
 		buf = buf[:0]
@@ -128,9 +150,9 @@ func (c *conn) writer() {
 			}
 			buf = append(buf, f...)
 		}
-		wctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.WriteTimeout)
-		err := c.ws.Write(wctx, websocket.MessageText, buf)
-		cancel()
+		watchdog.Reset(c.srv.cfg.WriteTimeout)
+		err := c.ws.Write(context.Background(), websocket.MessageText, buf)
+		watchdog.Stop()
 		c.mu.Lock()
 		c.writing = false
 		c.mu.Unlock()
@@ -139,9 +161,14 @@ func (c *conn) writer() {
 			return
 		}
 		c.srv.m.framesOut.Add(float64(len(frames)))
-		// Do not pin a large buffer to an idle connection.
+		clear(frames) // drop references to shared frames
+		spare = frames[:0]
+		// Do not pin large buffers to an idle connection.
 		if cap(buf) > 64<<10 {
 			buf = nil
+		}
+		if cap(spare) > 1024 {
+			spare = nil
 		}
 	}
 }

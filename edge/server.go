@@ -52,6 +52,9 @@ type Config struct {
 	PingInterval      time.Duration
 	PongTimeout       time.Duration
 	HeartbeatInterval time.Duration
+	// ProduceTimeout bounds how long a request waits to be written to
+	// Kafka before the client gets `unavailable`.
+	ProduceTimeout time.Duration
 	// Registry serves /metrics; the edge registers its metrics on it.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
@@ -73,6 +76,7 @@ func DefaultConfig() Config {
 		PingInterval:      20 * time.Second,
 		PongTimeout:       10 * time.Second,
 		HeartbeatInterval: 3 * time.Second,
+		ProduceTimeout:    10 * time.Second,
 	}
 }
 
@@ -99,7 +103,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("edge.queue_bytes %d: must be at least edge.max_message_bytes (%d)", c.QueueBytes, c.MaxMessageBytes)
 	case c.MaxBadFrames < 1:
 		return fmt.Errorf("edge.max_bad_frames %d: must be at least 1", c.MaxBadFrames)
-	case c.HelloTimeout <= 0 || c.WriteTimeout <= 0 || c.PingInterval <= 0 || c.PongTimeout <= 0 || c.HeartbeatInterval <= 0:
+	case c.HelloTimeout <= 0 || c.WriteTimeout <= 0 || c.PingInterval <= 0 || c.PongTimeout <= 0 || c.HeartbeatInterval <= 0 || c.ProduceTimeout <= 0:
 		return errors.New("edge timeouts and intervals must be positive")
 	}
 	return nil
@@ -196,6 +200,13 @@ func New(cfg Config) (*Server, error) {
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(0),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
+		// A request that cannot be written within this time is answered
+		// `unavailable` instead of waiting forever. Failing a record whose
+		// fate is unknown may let the client's retry land twice in the
+		// log; the sequencer dedups sends by client_msg_id and joins,
+		// attaches and detaches are idempotent, so that is harmless.
+		kgo.RecordDeliveryTimeout(cfg.ProduceTimeout),
+		kgo.AllowIdempotentProduceCancellation(),
 	)...)
 	if err != nil {
 		return nil, fmt.Errorf("create edge producer: %w", err)
@@ -402,28 +413,15 @@ func (s *Server) closeAll(code websocket.StatusCode, reason string) {
 }
 
 // heartbeat writes an EdgeHeartbeat into every partition of the group log.
+// Writes are asynchronous so a Kafka outage never blocks shutdown; a round
+// still in flight skips the next tick.
 func (s *Server) heartbeat(ctx context.Context) {
 	t := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer t.Stop()
+	var inflight atomic.Bool
 	for {
-		v, _ := proto.Marshal(&pb.GroupEvent{
-			Version: schemas.Version,
-			Edge:    s.cfg.ID,
-			TsMs:    time.Now().UnixMilli(),
-			Kind: &pb.GroupEvent_Heartbeat{Heartbeat: &pb.EdgeHeartbeat{
-				IntervalMs: s.cfg.HeartbeatInterval.Milliseconds(), Slot: s.slot}},
-		})
-		rs := make([]*kgo.Record, s.cfg.Layout.GroupPartitions)
-		for p := range rs {
-			rs[p] = &kgo.Record{Topic: s.cfg.Layout.GroupTopic, Partition: int32(p), Value: v}
-		}
-		pctx, cancel := context.WithTimeout(ctx, s.cfg.HeartbeatInterval*2)
-		err := s.prod.ProduceSync(pctx, rs...).FirstErr()
-		cancel()
-		if err == nil {
-			s.lastHeartbeat.Store(time.Now().UnixNano())
-		} else if ctx.Err() == nil {
-			s.log.Warn("heartbeat failed", "err", err)
+		if inflight.CompareAndSwap(false, true) {
+			s.beat(ctx, &inflight)
 		}
 		select {
 		case <-ctx.Done():
@@ -433,11 +431,47 @@ func (s *Server) heartbeat(ctx context.Context) {
 	}
 }
 
+func (s *Server) beat(ctx context.Context, inflight *atomic.Bool) {
+	v, _ := proto.Marshal(&pb.GroupEvent{
+		Version: schemas.Version,
+		Edge:    s.cfg.ID,
+		TsMs:    time.Now().UnixMilli(),
+		Kind: &pb.GroupEvent_Heartbeat{Heartbeat: &pb.EdgeHeartbeat{
+			IntervalMs: s.cfg.HeartbeatInterval.Milliseconds(), Slot: s.slot}},
+	})
+	n := int(s.cfg.Layout.GroupPartitions)
+	var (
+		mu     sync.Mutex
+		left   = n
+		failed error
+	)
+	for p := 0; p < n; p++ {
+		r := &kgo.Record{Topic: s.cfg.Layout.GroupTopic, Partition: int32(p), Value: v}
+		s.prod.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && failed == nil {
+				failed = err
+			}
+			if left--; left > 0 {
+				return
+			}
+			if failed == nil {
+				s.lastHeartbeat.Store(time.Now().UnixNano())
+			} else if ctx.Err() == nil {
+				s.log.Warn("heartbeat failed", "err", failed)
+			}
+			inflight.Store(false)
+		})
+	}
+}
+
 // consume reads this edge's delivery slot and writes each event to its
 // local recipients, encoding it once.
 func (s *Server) consume(ctx context.Context) error {
 	s.consuming.Store(true)
 	defer s.consuming.Store(false)
+	touched := make(map[*conn]struct{})
 	for {
 		fs := s.cons.PollFetches(ctx)
 		if ctx.Err() != nil {
@@ -446,11 +480,17 @@ func (s *Server) consume(ctx context.Context) error {
 		fs.EachError(func(t string, p int32, err error) {
 			s.log.Warn("delivery fetch error", "topic", t, "partition", p, "err", err)
 		})
-		fs.EachRecord(s.route)
+		// Wake each writer once per fetch: everything a connection got
+		// from this fetch goes out as one WebSocket message.
+		fs.EachRecord(func(r *kgo.Record) { s.route(r, touched) })
+		for c := range touched {
+			c.wake()
+		}
+		clear(touched)
 	}
 }
 
-func (s *Server) route(r *kgo.Record) {
+func (s *Server) route(r *kgo.Record, touched map[*conn]struct{}) {
 	if string(r.Key) != s.cfg.ID {
 		return // another edge sharing the slot
 	}
@@ -470,15 +510,15 @@ func (s *Server) route(r *kgo.Record) {
 		frame := encodeEvent(ev)
 		if frame != nil {
 			for _, id := range d.GetSessions() {
-				if c := s.sessions[id]; c != nil {
-					c.enqueue(frame)
+				if c := s.sessions[id]; c != nil && c.push(frame) {
+					touched[c] = struct{}{}
 				}
 			}
 		}
 	}
 	for _, rep := range d.GetReplies() {
-		if c := s.sessions[rep.GetSession()]; c != nil {
-			c.enqueue(encodeReply(rep))
+		if c := s.sessions[rep.GetSession()]; c != nil && c.push(encodeReply(rep)) {
+			touched[c] = struct{}{}
 		}
 	}
 }

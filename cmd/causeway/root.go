@@ -90,6 +90,7 @@ func edgeConfig(c config.Config, id, addr string, log *slog.Logger) edge.Config 
 		PingInterval:      c.Edge.PingInterval,
 		PongTimeout:       c.Edge.PongTimeout,
 		HeartbeatInterval: c.Edge.Heartbeat,
+		ProduceTimeout:    c.Edge.ProduceTimeout,
 		Registry:          prometheus.NewRegistry(),
 		Logger:            log,
 	}

@@ -9,6 +9,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -59,11 +60,18 @@ type Options struct {
 	Header http.Header
 	// ReadLimit bounds one incoming message (default 16 MiB).
 	ReadLimit int64
+	// Tap, if set, sees every received frame, undecoded, on the reader
+	// goroutine before anything else; line is valid only during the call.
+	// When it returns true the frame is consumed: not decoded, not
+	// answered to a request, not sent to Events. Load generators use it
+	// to skip decoding the frames they only count.
+	Tap func(line []byte) bool
 }
 
 // Client is one authenticated connection to an edge.
 type Client struct {
 	ws      *websocket.Conn
+	tap     func([]byte) bool
 	events  chan Frame
 	welcome Frame
 
@@ -99,6 +107,7 @@ func Dial(ctx context.Context, url, token string, opts *Options) (*Client, error
 	ws.SetReadLimit(o.ReadLimit)
 	c := &Client{
 		ws:      ws,
+		tap:     o.Tap,
 		events:  make(chan Frame, o.EventBuffer),
 		pending: make(map[string]chan Frame),
 		done:    make(chan struct{}),
@@ -144,12 +153,18 @@ func (c *Client) read() {
 	defer close(c.events)
 	defer close(c.done)
 	ctx := context.Background()
+	var buf bytes.Buffer // reused: frames are copied out before the next read
 	for {
-		_, msg, err := c.ws.Read(ctx)
+		_, r, err := c.ws.Reader(ctx)
+		if err == nil {
+			buf.Reset()
+			_, err = buf.ReadFrom(r)
+		}
 		if err != nil {
 			c.fail(err)
 			return
 		}
+		msg := buf.Bytes()
 		for len(msg) > 0 {
 			line := msg
 			if i := indexNL(msg); i >= 0 {
@@ -157,7 +172,7 @@ func (c *Client) read() {
 			} else {
 				msg = nil
 			}
-			if len(line) == 0 {
+			if len(line) == 0 || c.tap != nil && c.tap(line) {
 				continue
 			}
 			var f Frame

@@ -8,6 +8,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -576,12 +577,12 @@ func (r *run) setup(ctx context.Context, m *member, url string, secret []byte) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, url, tok, &client.Options{EventBuffer: *eventBuf})
+	m.live.Store(true)
+	c, err := client.Dial(ctx, url, tok, &client.Options{EventBuffer: *eventBuf, Tap: func(line []byte) bool { return r.tap(m, line) }})
 	if err != nil {
 		return err
 	}
 	m.c = c
-	m.live.Store(true)
 	go r.read(m)
 	group := r.groupIDs[m.group]
 	if err := c.Join(ctx, group); err != nil {
@@ -593,66 +594,86 @@ func (r *run) setup(ctx context.Context, m *member, url string, secret []byte) e
 	return nil
 }
 
-// read drains the member's events, checking order and recording latency.
+// tap runs on the member's client reader goroutine for every frame: it
+// checks seq order of timeline events and records the latency of msg
+// frames without decoding them (the edge writes "type" first and "seq"
+// before "body"). Everything but msg frames also goes on to Events.
+func (r *run) tap(m *member, line []byte) bool {
+	now := time.Now().UnixNano()
+	isMsg := bytes.HasPrefix(line, []byte(`{"type":"msg"`))
+	switch {
+	case bytes.HasPrefix(line, []byte(`{"type":"subscribed"`)):
+		m.lastSeq, m.subscribed = fieldUint(line, `"seq":`), true
+		return false
+	case isMsg, bytes.HasPrefix(line, []byte(`{"type":"member"`)):
+	default:
+		return false
+	}
+	if seq := fieldUint(line, `"seq":`); m.subscribed && seq != 0 {
+		switch {
+		case seq <= m.lastSeq:
+			atomic.AddInt64(&m.dups, 1)
+			return isMsg
+		case seq != m.lastSeq+1:
+			atomic.AddInt64(&m.gaps, 1)
+		}
+		m.lastSeq = seq
+	}
+	if !isMsg {
+		return false
+	}
+	i := bytes.Index(line, []byte(`"body":`))
+	if i < 0 {
+		atomic.AddInt64(&m.unexpected, 1)
+		return true
+	}
+	sent, ok := parseBody(line[i+len(`"body":`):])
+	if !ok {
+		atomic.AddInt64(&m.unexpected, 1)
+		return true
+	}
+	r.delivered.Add(1)
+	ms, me := r.measureStart.Load(), r.measureEnd.Load()
+	if now >= ms && now < me {
+		r.inWindow.Add(1)
+	}
+	if sent < ms || sent >= me {
+		return true // warmup message
+	}
+	atomic.AddInt64(&m.measured, 1)
+	lat := max((now-sent)/1000, 1)
+	for cur := r.intervalMax.Load(); lat > cur && !r.intervalMax.CompareAndSwap(cur, lat); cur = r.intervalMax.Load() {
+	}
+	// Recorded at once (not batched) so the summary never misses a
+	// sample still held by a reader; shards keep the lock uncontended.
+	m.shard.mu.Lock()
+	_ = m.shard.h.RecordValue(lat)
+	m.shard.mu.Unlock()
+	return true
+}
+
+// fieldUint parses the unsigned number after key in line (0 if absent).
+func fieldUint(line []byte, key string) uint64 {
+	i := bytes.Index(line, []byte(key))
+	if i < 0 {
+		return 0
+	}
+	var v uint64
+	for _, c := range line[i+len(key):] {
+		if c < '0' || c > '9' {
+			break
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	return v
+}
+
+// read drains the member's remaining events (everything tap passes on)
+// and notices the disconnect.
 func (r *run) read(m *member) {
-	var local []int64 // latencies (us) batched to keep shard locking rare
-	flush := func() {
-		if len(local) == 0 {
-			return
-		}
-		m.shard.mu.Lock()
-		for _, v := range local {
-			_ = m.shard.h.RecordValue(v)
-		}
-		m.shard.mu.Unlock()
-		local = local[:0]
+	for range m.c.Events() {
 	}
-	for f := range m.c.Events() {
-		now := time.Now().UnixNano()
-		switch f.Type {
-		case "subscribed":
-			m.lastSeq, m.subscribed = f.Seq, true
-			continue
-		case "msg", "member":
-		default:
-			continue
-		}
-		if m.subscribed && f.Seq != 0 {
-			switch {
-			case f.Seq <= m.lastSeq:
-				atomic.AddInt64(&m.dups, 1)
-				continue
-			case f.Seq != m.lastSeq+1:
-				atomic.AddInt64(&m.gaps, 1)
-			}
-			m.lastSeq = f.Seq
-		}
-		if f.Type != "msg" {
-			continue
-		}
-		sent, ok := parseBody(f.Body)
-		if !ok {
-			atomic.AddInt64(&m.unexpected, 1)
-			continue
-		}
-		r.delivered.Add(1)
-		ms, me := r.measureStart.Load(), r.measureEnd.Load()
-		if now >= ms && now < me {
-			r.inWindow.Add(1)
-		}
-		if sent < ms || sent >= me {
-			continue // warmup message
-		}
-		atomic.AddInt64(&m.measured, 1)
-		lat := max((now-sent)/1000, 1)
-		for cur := r.intervalMax.Load(); lat > cur && !r.intervalMax.CompareAndSwap(cur, lat); cur = r.intervalMax.Load() {
-		}
-		local = append(local, lat)
-		if len(local) >= 64 || len(m.c.Events()) == 0 {
-			flush()
-		}
-	}
-	flush()
+	<-m.c.Done()
 	m.live.Store(false)
 	if !r.stopping.Load() {
 		r.disconnects.Add(1)
@@ -673,7 +694,7 @@ func makeBody(intended int64, n int) json.RawMessage {
 	return append(b, '"')
 }
 
-func parseBody(b json.RawMessage) (int64, bool) {
+func parseBody(b []byte) (int64, bool) {
 	if len(b) < 3 || b[0] != '"' {
 		return 0, false
 	}
@@ -858,7 +879,7 @@ offered deliveries/s %.0f
 sent msgs/s          %.1f  (%d acked)
 delivered/s          %.0f  (received during the window)
 deliveries           expected %d, received %d, lost %d, duplicates %d, gaps %d
-send errors          %d %v
+send errors          %d%s
 disconnects          %d
 latency (ms)         p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f  (intended send -> member receive, %0.f samples)
 ack latency (ms)     p50 %.2f  p99 %.2f  max %.2f
@@ -874,7 +895,7 @@ result               %s
 		rep.SentMsgsPerSec, rep.Sent,
 		rep.DeliveredPerSec,
 		rep.ExpectedDeliveries, rep.ReceivedDeliveries, rep.Lost, rep.Duplicates, rep.Gaps,
-		rep.SendErrors, rep.SendErrorKinds,
+		rep.SendErrors, errKinds(rep.SendErrorKinds),
 		rep.Disconnects,
 		l["p50"], l["p90"], l["p99"], l["p999"], l["max"], l["count"],
 		a["p50"], a["p99"], a["max"],
@@ -1014,7 +1035,17 @@ func loadAvg() string {
 
 func noisy(rep *Report) string {
 	if rep.OtherCPUCores > 0.2 {
+		if rep.Mode == "external" {
+			return "\n                     (includes the cluster if it runs on this machine)"
+		}
 		return "\n                     WARNING: other processes competed for the CPU; these figures understate the system"
 	}
 	return ""
+}
+
+func errKinds(m map[string]int) string {
+	if len(m) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" %v", m)
 }

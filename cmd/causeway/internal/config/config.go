@@ -46,6 +46,7 @@ var Defaults = map[string]any{
 	"edge.ping_interval":            "20s",
 	"edge.pong_timeout":             "10s",
 	"edge.heartbeat_interval":       "3s",
+	"edge.produce_timeout":          "10s",
 	"sequencer.group_id":            "causeway-sequencer",
 	"sequencer.instance_id":         "",
 	"sequencer.dedup_window":        1000,
@@ -95,6 +96,7 @@ type Edge struct {
 	MaxFrameBytes, MaxMessageBytes, QueueFrames, QueueBytes          int
 	MaxBadFrames                                                     int
 	HelloTimeout, WriteTimeout, PingInterval, PongTimeout, Heartbeat time.Duration
+	ProduceTimeout                                                   time.Duration
 }
 
 type Sequencer struct {
@@ -184,6 +186,7 @@ func (l *Loader) Load(file string) (Config, error) {
 			PingInterval:    p.dur("edge.ping_interval"),
 			PongTimeout:     p.dur("edge.pong_timeout"),
 			Heartbeat:       p.dur("edge.heartbeat_interval"),
+			ProduceTimeout:  p.dur("edge.produce_timeout"),
 		},
 		Sequencer: Sequencer{
 			GroupID: p.str("sequencer.group_id"), InstanceID: p.str("sequencer.instance_id"),
