@@ -20,8 +20,8 @@ go vet ./...
 echo "== generated code"
 scripts/gen.sh --check
 
+echo "== benchmark smoke (numbers are not judged here; it fails on any loss)"
+make -s bench-quick
+
 echo "== go test -race"
 go test -race -count=1 -timeout 15m ./...
-
-echo "== benchmark smoke (numbers are not judged here)"
-make -s bench-quick
