@@ -62,6 +62,8 @@ func encodeReply(r *pb.Reply) []byte {
 		return marshalFrame(ackFrame{Type: "ack", ID: r.GetRequestId(), Group: k.Ack.GetGroup(), Seq: k.Ack.GetSeq()})
 	case *pb.Reply_Error:
 		return encodeError(r.GetRequestId(), k.Error.GetCode(), k.Error.GetMessage())
+	case *pb.Reply_Event:
+		return encodeEvent(k.Event)
 	case *pb.Reply_Subscribed:
 		s := k.Subscribed
 		return marshalFrame(subscribedFrame{Type: "subscribed", ID: r.GetRequestId(), Group: s.GetGroup(), Seq: s.GetSeq(), ReadSeq: s.GetReadSeq(), Recovered: s.GetRecovered()})

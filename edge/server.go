@@ -159,9 +159,12 @@ type Server struct {
 	m        *metrics
 	verifier *Verifier
 	ln       net.Listener
-	slot     int32
-	prod     *kgo.Client
-	cons     *kgo.Client
+	// incarnation names this run of the edge, so sequencers can expire a
+	// predecessor's sessions as soon as this run heartbeats.
+	incarnation string
+	slot        int32
+	prod        *kgo.Client
+	cons        *kgo.Client
 
 	mu       sync.RWMutex
 	sessions map[string]*conn
@@ -189,12 +192,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger.With("role", "edge", "edge", cfg.ID),
-		m:        newMetrics(cfg.Registry),
-		verifier: v,
-		slot:     pipeline.PartitionFor(cfg.ID, cfg.Layout.DeliveryPartitions),
-		sessions: make(map[string]*conn),
+		cfg:         cfg,
+		log:         cfg.Logger.With("role", "edge", "edge", cfg.ID),
+		m:           newMetrics(cfg.Registry),
+		verifier:    v,
+		slot:        pipeline.PartitionFor(cfg.ID, cfg.Layout.DeliveryPartitions),
+		incarnation: newSessionID()[1:],
+		sessions:    make(map[string]*conn),
 	}
 	s.prod, err = kgo.NewClient(append(cfg.Kafka.Opts(),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
@@ -327,6 +331,7 @@ func (s *Server) produceEvent(ctx context.Context, group, session, user, reqID s
 	ev.Version = schemas.Version
 	ev.Group = group
 	ev.Edge = s.cfg.ID
+	ev.Incarnation = s.incarnation
 	ev.Session = session
 	ev.User = user
 	ev.RequestId = reqID
@@ -385,7 +390,9 @@ func (s *Server) Run(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = hs.Shutdown(sctx)
-		s.closeAll(websocket.StatusGoingAway, "edge shutting down")
+		// Drain: every client is told to reconnect elsewhere (4000)
+		// after what is queued for it has been written.
+		s.closeAll(CloseGoingAway, "going_away: edge draining; reconnect to another edge and resubscribe with since")
 		s.conns.Wait()
 		if err := s.prod.Flush(sctx); err != nil {
 			s.log.Warn("flush on shutdown", "err", err)
@@ -407,7 +414,7 @@ func (s *Server) closeAll(code websocket.StatusCode, reason string) {
 	var wg sync.WaitGroup
 	for _, c := range cs {
 		wg.Add(1)
-		go func() { defer wg.Done(); c.closeWith(code, reason) }()
+		go func() { defer wg.Done(); c.flushThenClose(code, reason) }()
 	}
 	wg.Wait()
 }
@@ -433,9 +440,10 @@ func (s *Server) heartbeat(ctx context.Context) {
 
 func (s *Server) beat(ctx context.Context, inflight *atomic.Bool) {
 	v, _ := proto.Marshal(&pb.GroupEvent{
-		Version: schemas.Version,
-		Edge:    s.cfg.ID,
-		TsMs:    time.Now().UnixMilli(),
+		Version:     schemas.Version,
+		Edge:        s.cfg.ID,
+		Incarnation: s.incarnation,
+		TsMs:        time.Now().UnixMilli(),
 		Kind: &pb.GroupEvent_Heartbeat{Heartbeat: &pb.EdgeHeartbeat{
 			IntervalMs: s.cfg.HeartbeatInterval.Milliseconds(), Slot: s.slot}},
 	})

@@ -98,11 +98,17 @@ func edgeConfig(c config.Config, id, addr string, log *slog.Logger) edge.Config 
 
 func sequencerConfig(c config.Config, instance string, log *slog.Logger, reg prometheus.Registerer) sequencer.Config {
 	return sequencer.Config{
-		Kafka:              kafkaConfig(c, "sequencer-"+instance),
-		Layout:             layout(c),
-		GroupID:            c.Sequencer.GroupID,
-		InstanceID:         instance,
-		DedupWindow:        c.Sequencer.DedupWindow,
+		Kafka:      kafkaConfig(c, "sequencer-"+instance),
+		Layout:     layout(c),
+		GroupID:    c.Sequencer.GroupID,
+		InstanceID: instance,
+		Limits: sequencer.Limits{
+			DedupWindow:  c.Sequencer.DedupWindow,
+			HistoryCount: c.Sequencer.HistoryCount,
+			HistoryAge:   c.Sequencer.HistoryAge,
+			HistoryBytes: c.Sequencer.HistoryBytes,
+			EdgeTimeout:  c.Sequencer.EdgeTimeout,
+		},
 		MaxBatch:           c.Sequencer.MaxBatch,
 		SessionTimeout:     c.Sequencer.SessionTimeout,
 		TransactionTimeout: c.Sequencer.TransactionTimeout,

@@ -27,8 +27,9 @@ type Config struct {
 	// instance fences and aborts its predecessor's open transaction at
 	// once instead of waiting for the transaction timeout.
 	InstanceID string
-	// DedupWindow is how many client_msg_ids per group are remembered.
-	DedupWindow int
+	// Limits bound the state kept per group (dedup, history) and set the
+	// edge timeout.
+	Limits Limits
 	// MaxBatch bounds the records applied in one transaction.
 	MaxBatch int
 	// SessionTimeout is the group session timeout: how long a dead
@@ -54,8 +55,14 @@ func (c Config) Validate() error {
 		return errors.New("sequencer.group_id must not be empty")
 	case c.InstanceID == "":
 		return errors.New("sequencer.instance_id must not be empty")
-	case c.DedupWindow < 1 || c.DedupWindow > 1_000_000:
-		return fmt.Errorf("sequencer.dedup_window %d: must be between 1 and 1000000", c.DedupWindow)
+	case c.Limits.DedupWindow < 1 || c.Limits.DedupWindow > 1_000_000:
+		return fmt.Errorf("sequencer.dedup_window %d: must be between 1 and 1000000", c.Limits.DedupWindow)
+	case c.Limits.HistoryCount < 0 || c.Limits.HistoryCount > 1_000_000:
+		return fmt.Errorf("sequencer.history_count %d: must be between 0 and 1000000", c.Limits.HistoryCount)
+	case c.Limits.HistoryBytes < 0:
+		return fmt.Errorf("sequencer.history_bytes %d: must not be negative", c.Limits.HistoryBytes)
+	case c.Limits.HistoryAge < 0 || c.Limits.EdgeTimeout < 0:
+		return errors.New("sequencer.history_age and sequencer.edge_timeout must not be negative")
 	case c.MaxBatch < 1 || c.MaxBatch > 100_000:
 		return fmt.Errorf("sequencer.max_batch %d: must be between 1 and 100000", c.MaxBatch)
 	case c.SessionTimeout < time.Second:
@@ -317,7 +324,7 @@ func (s *Sequencer) state(ctx context.Context, p int32) (*State, error) {
 	if st := s.parts[p]; st != nil {
 		return st, nil
 	}
-	st := NewState(s.cfg.DedupWindow)
+	st := NewState(s.cfg.Limits)
 	start := time.Now()
 	n, err := pipeline.ReadChangelog(ctx, s.cfg.Kafka, s.cfg.Layout.StateTopic, p, func(key, value []byte) {
 		if !st.Restore(string(key), value) {

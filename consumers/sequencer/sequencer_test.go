@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -56,7 +55,7 @@ func (h *harness) start(id string, reg prometheus.Registerer) (stop func()) {
 	h.t.Helper()
 	s, err := sequencer.New(sequencer.Config{
 		Kafka: h.kafka, Layout: h.layout, GroupID: "seq", InstanceID: id,
-		DedupWindow: 1000, MaxBatch: 50, SessionTimeout: 2 * time.Second, TransactionTimeout: 5 * time.Second,
+		Limits: sequencer.DefaultLimits(), MaxBatch: 50, SessionTimeout: 2 * time.Second, TransactionTimeout: 5 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(testLogOut, nil)), Registerer: reg,
 	})
 	if err != nil {
@@ -255,7 +254,7 @@ func TestRebalanceExactlyOnce(t *testing.T) {
 	checkExactlyOnce(t, got, want)
 }
 
-var testLogOut io.Writer = os.Stderr
+var testLogOut io.Writer = io.Discard
 
 // dumpGroup logs the consumer group's assignment and offsets, to explain a
 // stall.

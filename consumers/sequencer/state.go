@@ -3,8 +3,10 @@ package sequencer
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/causeway/causeway/schemas"
 	pb "github.com/causeway/causeway/schemas/causewaypb"
@@ -17,8 +19,13 @@ const (
 	kindMember = "m"
 	kindAttach = "a"
 	kindDedup  = "d"
+	kindHist   = "h"
 	keySep     = "\x00"
 )
+
+// histSub is the changelog sub-key of a history entry: zero-padded so keys
+// sort by seq.
+func histSub(seq uint64) string { return fmt.Sprintf("%020d", seq) }
 
 func stateKey(group, kind, sub string) string {
 	if kind == kindMeta {
@@ -35,7 +42,7 @@ func splitKey(k string) (group, kind, sub string, ok bool) {
 	switch {
 	case len(parts) == 2 && parts[1] == kindMeta:
 		return parts[0], parts[1], "", true
-	case len(parts) == 3 && (parts[1] == kindMember || parts[1] == kindAttach || parts[1] == kindDedup):
+	case len(parts) == 3 && (parts[1] == kindMember || parts[1] == kindAttach || parts[1] == kindDedup || parts[1] == kindHist):
 		return parts[0], parts[1], parts[2], true
 	}
 	return "", "", "", false
@@ -48,7 +55,7 @@ const (
 )
 
 type attachment struct {
-	edge, user string
+	edge, user, incarnation string
 }
 
 type dedupEntry struct {
@@ -65,6 +72,10 @@ type group struct {
 	dedup       map[string]dedupEntry
 	// dedupOrder lists dedup keys oldest first (by clock), for eviction.
 	dedupOrder []string
+	// history holds the last timeline events, oldest first, and their
+	// encoded size.
+	history      []*pb.Event
+	historyBytes int
 
 	// byEdge caches the attached sessions per edge; nil when stale.
 	byEdge map[string][]string
@@ -93,25 +104,52 @@ func (g *group) recipients() map[string][]string {
 	return g.byEdge
 }
 
+// Limits bound a partition's state per group.
+type Limits struct {
+	// DedupWindow is how many client_msg_ids per group are remembered.
+	DedupWindow int
+	// HistoryCount, HistoryAge and HistoryBytes bound the timeline
+	// events kept per group for subscribe-with-since: an event leaves
+	// the history when any bound is passed.
+	HistoryCount int
+	HistoryAge   time.Duration
+	HistoryBytes int
+	// EdgeTimeout expires the attachments of an edge whose heartbeats
+	// stopped, measured in the log's own time (heartbeat timestamps).
+	EdgeTimeout time.Duration
+}
+
+// DefaultLimits are the documented defaults.
+func DefaultLimits() Limits {
+	return Limits{DedupWindow: 1000, HistoryCount: 1000, HistoryAge: 24 * time.Hour, HistoryBytes: 1 << 20, EdgeTimeout: 15 * time.Second}
+}
+
+// edgeLiveness is what a partition knows of one edge from its heartbeats.
+type edgeLiveness struct {
+	lastSeen    int64 // ms of the last heartbeat; 0 until one is seen
+	incarnation string
+}
+
 // State is the sequencing state of one partition of the group log. Apply is
-// a pure function of the state and the record: no I/O, no clock. State is
-// not safe for concurrent use; one partition worker owns it.
+// a pure function of the state and the record: no I/O, no clock (time is
+// the records' own timestamps). State is not safe for concurrent use; one
+// partition worker owns it.
 type State struct {
 	groups map[string]*group
 	// dirty holds changelog writes since the last TakeWrites: key ->
 	// value (nil is a tombstone).
-	dirty map[string][]byte
-	// dedupLimit bounds the remembered client_msg_ids per group.
-	dedupLimit int
+	dirty  map[string][]byte
+	limits Limits
+	// edges is rebuilt from heartbeats (and, after a restore, from the
+	// attachments), not changelogged.
+	edges map[string]*edgeLiveness
 }
 
-// NewState returns an empty partition state that remembers up to dedupLimit
-// client_msg_ids per group.
-func NewState(dedupLimit int) *State {
-	if dedupLimit < 1 {
-		dedupLimit = 1
-	}
-	return &State{groups: make(map[string]*group), dirty: make(map[string][]byte), dedupLimit: dedupLimit}
+// NewState returns an empty partition state.
+func NewState(l Limits) *State {
+	l.DedupWindow = max(l.DedupWindow, 1)
+	l.HistoryCount = max(l.HistoryCount, 0)
+	return &State{groups: make(map[string]*group), dirty: make(map[string][]byte), limits: l, edges: make(map[string]*edgeLiveness)}
 }
 
 // Groups is the number of groups with state.
@@ -178,6 +216,8 @@ func (s *State) Restore(key string, value []byte) bool {
 			delete(g.attachments, sub)
 		case kindDedup:
 			delete(g.dedup, sub)
+		case kindHist:
+			g.dropHistory(sub)
 		}
 		return true
 	}
@@ -199,15 +239,32 @@ func (s *State) Restore(key string, value []byte) bool {
 		if proto.Unmarshal(value, &m) != nil {
 			return false
 		}
-		g.attachments[sub] = attachment{edge: m.GetEdge(), user: m.GetUser()}
+		g.attachments[sub] = attachment{edge: m.GetEdge(), user: m.GetUser(), incarnation: m.GetIncarnation()}
 	case kindDedup:
 		var m pb.Dedup
 		if proto.Unmarshal(value, &m) != nil {
 			return false
 		}
 		g.dedup[sub] = dedupEntry{seq: m.GetSeq(), clock: m.GetClock()}
+	case kindHist:
+		var ev pb.Event
+		if proto.Unmarshal(value, &ev) != nil || histSub(ev.GetSeq()) != sub {
+			return false
+		}
+		g.dropHistory(sub)
+		g.history = append(g.history, &ev)
 	}
 	return true
+}
+
+// dropHistory removes a history entry during a restore.
+func (g *group) dropHistory(sub string) {
+	for i, ev := range g.history {
+		if histSub(ev.GetSeq()) == sub {
+			g.history = append(g.history[:i], g.history[i+1:]...)
+			return
+		}
+	}
 }
 
 // FinishRestore rebuilds derived indexes after the last Restore.
@@ -220,7 +277,19 @@ func (s *State) FinishRestore() {
 		sort.Slice(g.dedupOrder, func(i, j int) bool {
 			return g.dedup[g.dedupOrder[i]].clock < g.dedup[g.dedupOrder[j]].clock
 		})
+		sort.Slice(g.history, func(i, j int) bool { return g.history[i].GetSeq() < g.history[j].GetSeq() })
+		g.historyBytes = 0
+		for _, ev := range g.history {
+			g.historyBytes += proto.Size(ev)
+		}
 		g.byEdge = nil
+		// Edges known only from restored attachments start their timeout
+		// at the next heartbeat this partition sees.
+		for _, a := range g.attachments {
+			if s.edges[a.edge] == nil {
+				s.edges[a.edge] = &edgeLiveness{incarnation: a.incarnation}
+			}
+		}
 	}
 }
 
@@ -230,11 +299,17 @@ type Output struct {
 	Deliveries []*pb.Delivery
 }
 
-// builder gathers the deliveries of one Apply, one per edge.
+// maxDeliveryBytes bounds one delivery record (a history replay is split
+// over several), well under Kafka's default 1 MB message limit.
+const maxDeliveryBytes = 256 << 10
+
+// builder gathers the deliveries of one Apply, one per edge, or more when
+// a history replay is large.
 type builder struct {
 	group  string
 	byEdge map[string]*pb.Delivery
-	order  []string
+	size   map[string]int
+	order  []*pb.Delivery
 }
 
 func (b *builder) to(edge string) *pb.Delivery {
@@ -245,7 +320,7 @@ func (b *builder) to(edge string) *pb.Delivery {
 	if d == nil {
 		d = &pb.Delivery{Version: schemas.Version, Edge: edge, Group: b.group}
 		b.byEdge[edge] = d
-		b.order = append(b.order, edge)
+		b.order = append(b.order, d)
 	}
 	return d
 }
@@ -269,7 +344,19 @@ func (b *builder) reply(r *pb.GroupEvent, rep *pb.Reply) {
 	}
 	rep.Session = r.GetSession()
 	rep.RequestId = r.GetRequestId()
-	d := b.to(r.GetEdge())
+	edge := r.GetEdge()
+	if ev := rep.GetEvent(); ev != nil {
+		if b.size == nil {
+			b.size = make(map[string]int)
+		}
+		n := proto.Size(ev)
+		if b.size[edge]+n > maxDeliveryBytes && b.byEdge[edge] != nil {
+			delete(b.byEdge, edge) // continue in a new record, in order
+			b.size[edge] = 0
+		}
+		b.size[edge] += n
+	}
+	d := b.to(edge)
 	d.Replies = append(d.Replies, rep)
 }
 
@@ -282,17 +369,17 @@ func (b *builder) fail(r *pb.GroupEvent, code, msg string) {
 }
 
 func (b *builder) out() Output {
-	o := Output{Deliveries: make([]*pb.Delivery, 0, len(b.order))}
-	for _, e := range b.order {
-		o.Deliveries = append(o.Deliveries, b.byEdge[e])
-	}
-	return o
+	return Output{Deliveries: b.order}
 }
 
 // Apply sequences one record of the group log. Records that are not
 // sequenced (heartbeats, unknown kinds from newer writers) produce nothing.
 func (s *State) Apply(r *pb.GroupEvent) Output {
 	b := builder{group: r.GetGroup()}
+	if hb := r.GetHeartbeat(); hb != nil {
+		s.heartbeat(r)
+		return b.out()
+	}
 	if r.GetGroup() == "" {
 		return b.out()
 	}
@@ -321,6 +408,40 @@ func (s *State) next(g *group, r *pb.GroupEvent) *pb.Event {
 	return &pb.Event{Group: g.id, Seq: g.seq, TsMs: r.GetTsMs()}
 }
 
+// remember adds a complete timeline event to the group's history and
+// evicts what falls out of the window.
+func (s *State) remember(g *group, ev *pb.Event) {
+	if s.limits.HistoryCount == 0 {
+		return
+	}
+	g.history = append(g.history, ev)
+	g.historyBytes += proto.Size(ev)
+	s.put(stateKey(g.id, kindHist, histSub(ev.GetSeq())), ev)
+	s.trimHistory(g, ev.GetTsMs())
+}
+
+// trimHistory evicts events past the count, byte or age bound (age in the
+// log's time, now being the current record's timestamp).
+func (s *State) trimHistory(g *group, nowMs int64) {
+	l := s.limits
+	n := 0
+	for n < len(g.history) {
+		ev := g.history[n]
+		over := len(g.history)-n > l.HistoryCount || g.historyBytes > l.HistoryBytes ||
+			l.HistoryAge > 0 && nowMs-ev.GetTsMs() > l.HistoryAge.Milliseconds()
+		if !over {
+			break
+		}
+		g.historyBytes -= proto.Size(ev)
+		s.del(stateKey(g.id, kindHist, histSub(ev.GetSeq())))
+		n++
+	}
+	if n > 0 {
+		clear(g.history[:n])
+		g.history = g.history[n:]
+	}
+}
+
 func (s *State) join(b *builder, r *pb.GroupEvent) {
 	if r.GetUser() == "" {
 		b.fail(r, codeBadRequest, "join without a user")
@@ -336,6 +457,7 @@ func (s *State) join(b *builder, r *pb.GroupEvent) {
 	ev.Kind = &pb.Event_Member{Member: &pb.Member{User: r.GetUser(), Change: pb.Member_JOINED}}
 	g.members[r.GetUser()] = ev.Seq
 	s.put(stateKey(g.id, kindMember, r.GetUser()), &pb.Membership{Version: schemas.Version, JoinedSeq: ev.Seq})
+	s.remember(g, ev)
 	b.event(ev, g.recipients())
 	b.ack(r, ev.Seq)
 }
@@ -352,6 +474,7 @@ func (s *State) leave(b *builder, r *pb.GroupEvent) {
 	}
 	ev := s.next(g, r)
 	ev.Kind = &pb.Event_Member{Member: &pb.Member{User: r.GetUser(), Change: pb.Member_LEFT}}
+	s.remember(g, ev)
 	// The leaver's sessions see their own leave, then are detached.
 	b.event(ev, g.recipients())
 	b.ack(r, ev.Seq)
@@ -376,17 +499,77 @@ func (s *State) attach(b *builder, r *pb.GroupEvent, a *pb.Attach) {
 		b.fail(r, codeNotMember, "not a member of "+r.GetGroup())
 		return
 	}
-	cur, ok := g.attachments[r.GetSession()]
-	if !ok || cur.edge != r.GetEdge() || cur.user != r.GetUser() {
-		g.attachments[r.GetSession()] = attachment{edge: r.GetEdge(), user: r.GetUser()}
-		s.put(stateKey(g.id, kindAttach, r.GetSession()), &pb.Attachment{Version: schemas.Version, Edge: r.GetEdge(), User: r.GetUser()})
+	want := attachment{edge: r.GetEdge(), user: r.GetUser(), incarnation: r.GetIncarnation()}
+	if cur, ok := g.attachments[r.GetSession()]; !ok || cur != want {
+		g.attachments[r.GetSession()] = want
+		s.put(stateKey(g.id, kindAttach, r.GetSession()), &pb.Attachment{Version: schemas.Version, Edge: want.edge, User: want.user, Incarnation: want.incarnation})
 		g.byEdge = nil
 	}
-	// Without history, events after `since` cannot be replayed: say so
-	// rather than leave a silent gap.
-	recovered := !a.GetHasSince() || a.GetSince() >= g.seq
+	if s.edges[want.edge] == nil {
+		s.edges[want.edge] = &edgeLiveness{incarnation: want.incarnation}
+	}
+	// The attach is a record in the group's log, so the replay below and
+	// the live events after it are in one order: no gap, no duplicate
+	// at the seam.
+	s.trimHistory(g, r.GetTsMs())
+	recovered := true
+	var replay []*pb.Event
+	if a.GetHasSince() && a.GetSince() < g.seq {
+		since := a.GetSince()
+		i := sort.Search(len(g.history), func(i int) bool { return g.history[i].GetSeq() > since })
+		replay = g.history[i:]
+		recovered = len(replay) > 0 && replay[0].GetSeq() == since+1
+	} else if a.GetHasSince() && a.GetSince() > g.seq {
+		// The client saw more than the group has: its history is from
+		// another life of the group. Say so rather than pretend.
+		recovered = false
+	}
 	b.reply(r, &pb.Reply{Kind: &pb.Reply_Subscribed{Subscribed: &pb.Subscribed{Group: g.id, Seq: g.seq, Recovered: recovered}}})
+	for _, ev := range replay {
+		b.reply(r, &pb.Reply{Kind: &pb.Reply_Event{Event: ev}})
+	}
 	b.ack(r, 0)
+}
+
+// heartbeat records an edge's liveness and expires the attachments of
+// edges that restarted (new incarnation) or went silent.
+func (s *State) heartbeat(r *pb.GroupEvent) {
+	now := r.GetTsMs()
+	e := s.edges[r.GetEdge()]
+	if e == nil {
+		e = &edgeLiveness{}
+		s.edges[r.GetEdge()] = e
+	}
+	if e.incarnation != r.GetIncarnation() {
+		s.expire(r.GetEdge(), r.GetIncarnation())
+		e.incarnation = r.GetIncarnation()
+	}
+	if now > e.lastSeen {
+		e.lastSeen = now
+	}
+	timeout := s.limits.EdgeTimeout.Milliseconds()
+	for id, o := range s.edges {
+		switch {
+		case o.lastSeen == 0:
+			o.lastSeen = now // known from a restore: the timeout starts now
+		case timeout > 0 && now-o.lastSeen > timeout:
+			s.expire(id, "\x00none")
+			delete(s.edges, id)
+		}
+	}
+}
+
+// expire detaches every session of edge whose incarnation is not keep.
+func (s *State) expire(edge, keep string) {
+	for _, g := range s.groups {
+		for sess, a := range g.attachments {
+			if a.edge == edge && a.incarnation != keep {
+				delete(g.attachments, sess)
+				s.del(stateKey(g.id, kindAttach, sess))
+				g.byEdge = nil
+			}
+		}
+	}
 }
 
 func (s *State) detach(b *builder, r *pb.GroupEvent) {
@@ -435,12 +618,13 @@ func (s *State) send(b *builder, r *pb.GroupEvent, m *pb.Send) {
 	g.dedupOrder = append(g.dedupOrder, dk)
 	s.put(stateKey(g.id, kindDedup, dk), &pb.Dedup{Version: schemas.Version, Seq: ev.Seq, Clock: g.dedupClock})
 	s.saveMeta(g)
-	for len(g.dedupOrder) > s.dedupLimit {
+	for len(g.dedupOrder) > s.limits.DedupWindow {
 		old := g.dedupOrder[0]
 		g.dedupOrder = g.dedupOrder[1:]
 		delete(g.dedup, old)
 		s.del(stateKey(g.id, kindDedup, old))
 	}
+	s.remember(g, ev)
 	b.event(ev, g.recipients())
 	b.ack(r, ev.Seq)
 }

@@ -3,9 +3,12 @@ package sequencer
 import (
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
+	"time"
 
 	pb "github.com/causeway/causeway/schemas/causewaypb"
+	"google.golang.org/protobuf/proto"
 )
 
 func ev(kind string, group, user, session, edge, req string) *pb.GroupEvent {
@@ -61,6 +64,8 @@ func summarize(o Output) []delivered {
 				s += "ack:" + itoa(k.Ack.GetSeq())
 			case *pb.Reply_Error:
 				s += "error:" + k.Error.GetCode()
+			case *pb.Reply_Event:
+				s += "event:" + itoa(k.Event.GetSeq())
 			case *pb.Reply_Subscribed:
 				s += "subscribed:" + itoa(k.Subscribed.GetSeq())
 				if !k.Subscribed.GetRecovered() {
@@ -154,14 +159,14 @@ func TestApply(t *testing.T) {
 			{ev("detach", "g", "ann", "s1", "e1", ""), none},
 			{send("g", "ann", "s1", "e1", "", "m1"), []delivered{{Edge: "e1", Replies: []string{"s1/=ack:2"}}}},
 		}},
-		{"since beyond history says recovered false", []step{
+		{"since replays history through the ordered path", []step{
 			{ev("join", "g", "ann", "s1", "e1", ""), nil},
 			{send("g", "ann", "s1", "e1", "", "m1"), nil},
 			{func() *pb.GroupEvent {
 				e := ev("", "g", "ann", "s2", "e1", "r")
 				e.Kind = &pb.GroupEvent_Attach{Attach: &pb.Attach{Since: 0, HasSince: true}}
 				return e
-			}(), []delivered{{Edge: "e1", Replies: []string{"s2/r=subscribed:2:lost", "s2/r=ack:0"}}}},
+			}(), []delivered{{Edge: "e1", Replies: []string{"s2/r=subscribed:2", "s2/r=event:1", "s2/r=event:2", "s2/r=ack:0"}}}},
 			{func() *pb.GroupEvent {
 				e := ev("", "g", "ann", "s3", "e1", "r")
 				e.Kind = &pb.GroupEvent_Attach{Attach: &pb.Attach{Since: 2, HasSince: true}}
@@ -193,7 +198,7 @@ func TestApply(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s := NewState(100)
+			s := NewState(testLimits(100))
 			for i, st := range tc.steps {
 				got := summarize(s.Apply(st.in))
 				if st.want == nil {
@@ -212,7 +217,7 @@ func TestApply(t *testing.T) {
 // attachments and dedup.
 func TestRestoreFromChangelog(t *testing.T) {
 	t.Parallel()
-	a := NewState(3)
+	a := NewState(testLimits(3))
 	changelog := map[string][]byte{}
 	apply := func(e *pb.GroupEvent) Output {
 		o := a.Apply(e)
@@ -231,7 +236,7 @@ func TestRestoreFromChangelog(t *testing.T) {
 	apply(ev("join", "h", "cat", "s3", "e1", ""))
 	apply(ev("leave", "h", "cat", "s3", "e1", ""))
 
-	b := NewState(3)
+	b := NewState(testLimits(3))
 	keys := make([]string, 0, len(changelog))
 	for k := range changelog {
 		keys = append(keys, k)
@@ -257,6 +262,7 @@ func TestRestoreFromChangelog(t *testing.T) {
 		send("g", "ben", "s2", "e2", "r3", "n1"),
 		ev("join", "h", "cat", "s3", "e1", "r4"),
 		send("g", "cat", "s3", "e1", "r5", "x"),
+		attachSince("g", "ann", "s7", "e1", "r6", 2, 1000), // history survives the restore
 	}
 	for i, e := range steps {
 		ga, gb := summarize(a.Apply(e)), summarize(b.Apply(e))
@@ -271,7 +277,7 @@ func TestRestoreFromChangelog(t *testing.T) {
 
 func TestDedupWindowBounded(t *testing.T) {
 	t.Parallel()
-	s := NewState(10)
+	s := NewState(testLimits(10))
 	s.Apply(ev("join", "g", "ann", "s1", "e1", ""))
 	for i := 0; i < 1000; i++ {
 		s.Apply(send("g", "ann", "s1", "e1", "", "m"+itoa(uint64(i))))
@@ -286,7 +292,7 @@ func TestDedupWindowBounded(t *testing.T) {
 	w := s.TakeWrites()
 	tomb := 0
 	for _, x := range w {
-		if x.Value == nil {
+		if _, kind, _, _ := splitKey(x.Key); kind == kindDedup && x.Value == nil {
 			tomb++
 		}
 	}
@@ -307,11 +313,187 @@ func TestSplitKey(t *testing.T) {
 			t.Errorf("splitKey(%q) ok, want unknown", k)
 		}
 	}
-	s := NewState(1)
+	s := NewState(testLimits(1))
 	if s.Restore("g\x00m\x00ann", []byte{0xff, 0xff}) {
 		t.Error("garbage value restored")
 	}
 	if s.Restore("future\x00q\x00x", []byte{1}) {
 		t.Error("unknown key kind restored")
+	}
+}
+
+func testLimits(dedup int) Limits {
+	l := DefaultLimits()
+	l.DedupWindow = dedup
+	return l
+}
+
+func attachSince(group, user, session, edge, req string, since uint64, ts int64) *pb.GroupEvent {
+	e := ev("", group, user, session, edge, req)
+	e.TsMs = ts
+	e.Kind = &pb.GroupEvent_Attach{Attach: &pb.Attach{Since: since, HasSince: true}}
+	return e
+}
+
+func replies(o Output) []string {
+	var out []string
+	for _, d := range summarize(o) {
+		out = append(out, d.Replies...)
+	}
+	return out
+}
+
+// History is bounded by count, bytes and age; a since that reaches before
+// the window answers recovered false and replays what is left.
+func TestHistoryWindow(t *testing.T) {
+	t.Parallel()
+	t.Run("count", func(t *testing.T) {
+		t.Parallel()
+		l := testLimits(100)
+		l.HistoryCount = 3
+		s := NewState(l)
+		s.Apply(ev("join", "g", "ann", "s1", "e1", ""))
+		for i := 0; i < 5; i++ {
+			s.Apply(send("g", "ann", "s1", "e1", "", "m"+itoa(uint64(i))))
+		}
+		got := replies(s.Apply(attachSince("g", "ann", "s2", "e1", "r", 1, 1000)))
+		want := []string{"s2/r=subscribed:6:lost", "s2/r=event:4", "s2/r=event:5", "s2/r=event:6", "s2/r=ack:0"}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("since 1: %v, want %v", got, want)
+		}
+		got = replies(s.Apply(attachSince("g", "ann", "s2", "e1", "r", 4, 1000)))
+		want = []string{"s2/r=subscribed:6", "s2/r=event:5", "s2/r=event:6", "s2/r=ack:0"}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("since 4: %v, want %v", got, want)
+		}
+		got = replies(s.Apply(attachSince("g", "ann", "s2", "e1", "r", 9, 1000)))
+		if want := []string{"s2/r=subscribed:6:lost", "s2/r=ack:0"}; !reflect.DeepEqual(got, want) {
+			t.Fatalf("since beyond the latest seq: %v, want %v", got, want)
+		}
+	})
+	t.Run("age", func(t *testing.T) {
+		t.Parallel()
+		l := testLimits(100)
+		l.HistoryAge = time.Second
+		s := NewState(l)
+		s.Apply(ev("join", "g", "ann", "s1", "e1", "")) // ts 1000
+		got := replies(s.Apply(attachSince("g", "ann", "s2", "e1", "r", 0, 1900)))
+		if want := []string{"s2/r=subscribed:1", "s2/r=event:1", "s2/r=ack:0"}; !reflect.DeepEqual(got, want) {
+			t.Fatalf("within the age: %v, want %v", got, want)
+		}
+		got = replies(s.Apply(attachSince("g", "ann", "s2", "e1", "r", 0, 2500)))
+		if want := []string{"s2/r=subscribed:1:lost", "s2/r=ack:0"}; !reflect.DeepEqual(got, want) {
+			t.Fatalf("past the age: %v, want %v", got, want)
+		}
+	})
+	t.Run("bytes", func(t *testing.T) {
+		t.Parallel()
+		l := testLimits(100)
+		l.HistoryBytes = 2000
+		s := NewState(l)
+		s.Apply(ev("join", "g", "ann", "s1", "e1", ""))
+		for i := 0; i < 50; i++ {
+			e := send("g", "ann", "s1", "e1", "", "m"+itoa(uint64(i)))
+			e.GetSend().Body = []byte(`"` + strings.Repeat("x", 200) + `"`)
+			s.Apply(e)
+		}
+		g := s.groups["g"]
+		if g.historyBytes > 2000 || len(g.history) == 0 || len(g.history) > 10 {
+			t.Fatalf("history holds %d events, %d bytes; want at most 2000 bytes", len(g.history), g.historyBytes)
+		}
+		if last := g.history[len(g.history)-1].GetSeq(); last != 51 {
+			t.Fatalf("newest history event %d, want 51", last)
+		}
+	})
+}
+
+// A large replay is split over several delivery records, in order.
+func TestReplaySplitsLargeDeliveries(t *testing.T) {
+	t.Parallel()
+	s := NewState(testLimits(10))
+	s.Apply(ev("join", "g", "ann", "s1", "e1", ""))
+	body := []byte(`"` + strings.Repeat("y", 900) + `"`)
+	for i := 0; i < 999; i++ {
+		e := send("g", "ann", "s1", "e1", "", "m"+itoa(uint64(i)))
+		e.GetSend().Body = body
+		s.Apply(e)
+	}
+	o := s.Apply(attachSince("g", "ann", "s2", "e1", "r", 0, 1000))
+	if len(o.Deliveries) < 3 {
+		t.Fatalf("replay of ~1 MB in %d delivery records, want it split", len(o.Deliveries))
+	}
+	var seqs []uint64
+	for _, d := range o.Deliveries {
+		if proto.Size(d) > maxDeliveryBytes+64<<10 {
+			t.Fatalf("delivery of %d bytes", proto.Size(d))
+		}
+		for _, r := range d.GetReplies() {
+			if e := r.GetEvent(); e != nil {
+				seqs = append(seqs, e.GetSeq())
+			}
+		}
+	}
+	g := s.groups["g"]
+	first := g.history[0].GetSeq()
+	for i, q := range seqs {
+		if q != first+uint64(i) {
+			t.Fatalf("replayed seq %d at %d, want %d", q, i, first+uint64(i))
+		}
+	}
+	if seqs[len(seqs)-1] != 1000 {
+		t.Fatalf("replay ends at %d, want 1000", seqs[len(seqs)-1])
+	}
+}
+
+func heartbeat(edge, inc string, ts int64) *pb.GroupEvent {
+	e := ev("heartbeat", "", "", "", edge, "")
+	e.Incarnation, e.TsMs = inc, ts
+	return e
+}
+
+// An edge whose heartbeats stop loses its attachments after the timeout; a
+// restarted edge (new incarnation) loses its predecessor's at once.
+func TestEdgeExpiry(t *testing.T) {
+	t.Parallel()
+	s := NewState(testLimits(10))
+	attach := func(user, sess, edge, inc string) {
+		e := ev("attach", "g", user, sess, edge, "")
+		e.Incarnation = inc
+		s.Apply(e)
+	}
+	s.Apply(ev("join", "g", "ann", "s1", "e1", ""))
+	s.Apply(ev("join", "g", "ben", "s2", "e2", ""))
+	attach("ann", "s1", "e1", "A")
+	attach("ben", "s2", "e2", "X")
+	edgesOf := func() []string {
+		o := s.Apply(send("g", "ann", "", "", "", "probe"+itoa(uint64(len(s.dirty)))))
+		var es []string
+		for _, d := range o.Deliveries {
+			if len(d.GetSessions()) > 0 {
+				es = append(es, d.GetEdge()+":"+strings.Join(d.GetSessions(), ","))
+			}
+		}
+		sort.Strings(es)
+		return es
+	}
+	s.Apply(heartbeat("e1", "A", 10_000))
+	s.Apply(heartbeat("e2", "X", 10_000))
+	if got := edgesOf(); !reflect.DeepEqual(got, []string{"e1:s1", "e2:s2"}) {
+		t.Fatalf("before: %v", got)
+	}
+	// e1 keeps beating; e2 stops. 15 s later e2 is expired.
+	s.Apply(heartbeat("e1", "A", 20_000))
+	if got := edgesOf(); !reflect.DeepEqual(got, []string{"e1:s1", "e2:s2"}) {
+		t.Fatalf("within the timeout: %v", got)
+	}
+	s.Apply(heartbeat("e1", "A", 25_001))
+	if got := edgesOf(); !reflect.DeepEqual(got, []string{"e1:s1"}) {
+		t.Fatalf("after e2's timeout: %v", got)
+	}
+	// e1 restarts: a new session attaches, then the new run heartbeats.
+	attach("ann", "s9", "e1", "B")
+	s.Apply(heartbeat("e1", "B", 26_000))
+	if got := edgesOf(); !reflect.DeepEqual(got, []string{"e1:s9"}) {
+		t.Fatalf("after e1 restarted: %v", got)
 	}
 }

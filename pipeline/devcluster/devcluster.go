@@ -61,7 +61,7 @@ func DefaultConfig(n int, secret []byte) Config {
 			Layout:             e.Layout,
 			GroupID:            "causeway-sequencer",
 			InstanceID:         "dev",
-			DedupWindow:        1000,
+			Limits:             sequencer.DefaultLimits(),
 			MaxBatch:           2000,
 			SessionTimeout:     6 * time.Second,
 			TransactionTimeout: 10 * time.Second,

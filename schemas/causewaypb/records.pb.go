@@ -98,6 +98,10 @@ type GroupEvent struct {
 	RequestId string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Edge receive time, unix milliseconds.
 	TsMs int64 `protobuf:"varint,7,opt,name=ts_ms,json=tsMs,proto3" json:"ts_ms,omitempty"`
+	// Identifies one run of the edge process: a restarted edge keeps its ID
+	// but gets a new incarnation, so its predecessor's sessions can be
+	// expired at once.
+	Incarnation string `protobuf:"bytes,8,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	// Types that are valid to be assigned to Kind:
 	//
 	//	*GroupEvent_Join
@@ -188,6 +192,13 @@ func (x *GroupEvent) GetTsMs() int64 {
 		return x.TsMs
 	}
 	return 0
+}
+
+func (x *GroupEvent) GetIncarnation() string {
+	if x != nil {
+		return x.Incarnation
+	}
+	return ""
 }
 
 func (x *GroupEvent) GetKind() isGroupEvent_Kind {
@@ -879,6 +890,7 @@ type Reply struct {
 	//	*Reply_Ack
 	//	*Reply_Error
 	//	*Reply_Subscribed
+	//	*Reply_Event
 	Kind          isReply_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -962,6 +974,15 @@ func (x *Reply) GetSubscribed() *Subscribed {
 	return nil
 }
 
+func (x *Reply) GetEvent() *Event {
+	if x != nil {
+		if x, ok := x.Kind.(*Reply_Event); ok {
+			return x.Event
+		}
+	}
+	return nil
+}
+
 type isReply_Kind interface {
 	isReply_Kind()
 }
@@ -978,11 +999,19 @@ type Reply_Subscribed struct {
 	Subscribed *Subscribed `protobuf:"bytes,12,opt,name=subscribed,proto3,oneof"`
 }
 
+type Reply_Event struct {
+	// A timeline event from the group's history, for this session only
+	// (subscribe with since).
+	Event *Event `protobuf:"bytes,13,opt,name=event,proto3,oneof"`
+}
+
 func (*Reply_Ack) isReply_Kind() {}
 
 func (*Reply_Error) isReply_Kind() {}
 
 func (*Reply_Subscribed) isReply_Kind() {}
+
+func (*Reply_Event) isReply_Kind() {}
 
 type Ack struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1167,6 +1196,7 @@ func (x *Subscribed) GetRecovered() bool {
 //	"m" + user       -> Membership
 //	"a" + session    -> Attachment
 //	"d" + dedup key  -> Dedup
+//	"h" + seq (20 digits, zero-padded) -> Event (the group's history)
 type GroupMeta struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Version uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -1286,6 +1316,7 @@ type Attachment struct {
 	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	Edge          string                 `protobuf:"bytes,2,opt,name=edge,proto3" json:"edge,omitempty"`
 	User          string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	Incarnation   string                 `protobuf:"bytes,4,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1337,6 +1368,13 @@ func (x *Attachment) GetEdge() string {
 func (x *Attachment) GetUser() string {
 	if x != nil {
 		return x.User
+	}
+	return ""
+}
+
+func (x *Attachment) GetIncarnation() string {
+	if x != nil {
+		return x.Incarnation
 	}
 	return ""
 }
@@ -1405,7 +1443,7 @@ var File_causeway_v1_records_proto protoreflect.FileDescriptor
 
 const file_causeway_v1_records_proto_rawDesc = "" +
 	"\n" +
-	"\x19causeway/v1/records.proto\x12\vcauseway.v1\"\xd2\x03\n" +
+	"\x19causeway/v1/records.proto\x12\vcauseway.v1\"\xf4\x03\n" +
 	"\n" +
 	"GroupEvent\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
@@ -1415,7 +1453,8 @@ const file_causeway_v1_records_proto_rawDesc = "" +
 	"\x04user\x18\x05 \x01(\tR\x04user\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x06 \x01(\tR\trequestId\x12\x13\n" +
-	"\x05ts_ms\x18\a \x01(\x03R\x04tsMs\x12'\n" +
+	"\x05ts_ms\x18\a \x01(\x03R\x04tsMs\x12 \n" +
+	"\vincarnation\x18\b \x01(\tR\vincarnation\x12'\n" +
 	"\x04join\x18\n" +
 	" \x01(\v2\x11.causeway.v1.JoinH\x00R\x04join\x12*\n" +
 	"\x05leave\x18\v \x01(\v2\x12.causeway.v1.LeaveH\x00R\x05leave\x12-\n" +
@@ -1463,7 +1502,7 @@ const file_causeway_v1_records_proto_rawDesc = "" +
 	"\x12CHANGE_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
 	"\x06JOINED\x10\x01\x12\b\n" +
-	"\x04LEFT\x10\x02\"\xd5\x01\n" +
+	"\x04LEFT\x10\x02\"\x81\x02\n" +
 	"\x05Reply\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x1d\n" +
 	"\n" +
@@ -1473,7 +1512,8 @@ const file_causeway_v1_records_proto_rawDesc = "" +
 	"\x05error\x18\v \x01(\v2\x12.causeway.v1.ErrorH\x00R\x05error\x129\n" +
 	"\n" +
 	"subscribed\x18\f \x01(\v2\x17.causeway.v1.SubscribedH\x00R\n" +
-	"subscribedB\x06\n" +
+	"subscribed\x12*\n" +
+	"\x05event\x18\r \x01(\v2\x12.causeway.v1.EventH\x00R\x05eventB\x06\n" +
 	"\x04kind\"-\n" +
 	"\x03Ack\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x10\n" +
@@ -1496,12 +1536,13 @@ const file_causeway_v1_records_proto_rawDesc = "" +
 	"Membership\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1d\n" +
 	"\n" +
-	"joined_seq\x18\x02 \x01(\x04R\tjoinedSeq\"N\n" +
+	"joined_seq\x18\x02 \x01(\x04R\tjoinedSeq\"p\n" +
 	"\n" +
 	"Attachment\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x12\n" +
 	"\x04edge\x18\x02 \x01(\tR\x04edge\x12\x12\n" +
-	"\x04user\x18\x03 \x01(\tR\x04user\"I\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\x12 \n" +
+	"\vincarnation\x18\x04 \x01(\tR\vincarnation\"I\n" +
 	"\x05Dedup\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
@@ -1558,11 +1599,12 @@ var file_causeway_v1_records_proto_depIdxs = []int32{
 	13, // 11: causeway.v1.Reply.ack:type_name -> causeway.v1.Ack
 	14, // 12: causeway.v1.Reply.error:type_name -> causeway.v1.Error
 	15, // 13: causeway.v1.Reply.subscribed:type_name -> causeway.v1.Subscribed
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	9,  // 14: causeway.v1.Reply.event:type_name -> causeway.v1.Event
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_causeway_v1_records_proto_init() }
@@ -1586,6 +1628,7 @@ func file_causeway_v1_records_proto_init() {
 		(*Reply_Ack)(nil),
 		(*Reply_Error)(nil),
 		(*Reply_Subscribed)(nil),
+		(*Reply_Event)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

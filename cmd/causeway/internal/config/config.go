@@ -50,6 +50,10 @@ var Defaults = map[string]any{
 	"sequencer.group_id":            "causeway-sequencer",
 	"sequencer.instance_id":         "",
 	"sequencer.dedup_window":        1000,
+	"sequencer.history_count":       1000,
+	"sequencer.history_age":         "24h",
+	"sequencer.history_bytes":       1 << 20,
+	"sequencer.edge_timeout":        "15s",
 	"sequencer.max_batch":           2000,
 	"sequencer.session_timeout":     "6s",
 	"sequencer.transaction_timeout": "10s",
@@ -102,6 +106,8 @@ type Edge struct {
 type Sequencer struct {
 	GroupID, InstanceID                string
 	DedupWindow, MaxBatch              int
+	HistoryCount, HistoryBytes         int
+	HistoryAge, EdgeTimeout            time.Duration
 	SessionTimeout, TransactionTimeout time.Duration
 }
 
@@ -191,6 +197,10 @@ func (l *Loader) Load(file string) (Config, error) {
 		Sequencer: Sequencer{
 			GroupID: p.str("sequencer.group_id"), InstanceID: p.str("sequencer.instance_id"),
 			DedupWindow:        p.intIn("sequencer.dedup_window", 1, 1_000_000),
+			HistoryCount:       p.intIn("sequencer.history_count", 0, 1_000_000),
+			HistoryBytes:       p.intIn("sequencer.history_bytes", 0, 1<<30),
+			HistoryAge:         p.dur("sequencer.history_age"),
+			EdgeTimeout:        p.dur("sequencer.edge_timeout"),
 			MaxBatch:           p.intIn("sequencer.max_batch", 1, 100_000),
 			SessionTimeout:     p.dur("sequencer.session_timeout"),
 			TransactionTimeout: p.dur("sequencer.transaction_timeout"),
@@ -288,8 +298,8 @@ func (p *parser) dur(key string) time.Duration {
 		// A YAML number (10, 1.5) has no unit.
 		err = errors.New("no unit")
 	}
-	if err != nil || d <= 0 || d > 24*time.Hour {
-		p.bad(key, raw, "a positive duration with a unit, up to 24h (e.g. 500ms, 10s)")
+	if err != nil || d <= 0 || d > 720*time.Hour {
+		p.bad(key, raw, "a positive duration with a unit, up to 720h (e.g. 500ms, 10s, 24h)")
 	}
 	return d
 }

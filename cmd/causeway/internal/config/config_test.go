@@ -332,7 +332,7 @@ var badValues = []badCase{
 	{"edge.hello_timeout", "soon", "a positive duration with a unit"},
 	{"edge.hello_timeout", "0s", "a positive duration with a unit"},
 	{"edge.hello_timeout", "-5s", "a positive duration with a unit"},
-	{"edge.hello_timeout", "25h", "up to 24h"},
+	{"edge.hello_timeout", "721h", "up to 720h"},
 	{"sequencer.session_timeout", "6", "a positive duration with a unit"},
 	{"broker.sync", "yes", "true or false"},
 	{"broker.sync", "maybe", "true or false"},
@@ -404,7 +404,7 @@ func TestBadValuesFromFlags(t *testing.T) {
 	}{
 		{[]string{"--queue-frames=1"}, badCase{"edge.queue_frames", "1", "a whole number from 16 to 1048576"}},
 		{[]string{"--log-level=loud"}, badCase{"log.level", "loud", "one of debug, info, warn, error"}},
-		{[]string{"--hello-timeout=48h"}, badCase{"edge.hello_timeout", "48h0m0s", "up to 24h"}},
+		{[]string{"--hello-timeout=800h"}, badCase{"edge.hello_timeout", "800h0m0s", "up to 720h"}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
