@@ -244,6 +244,7 @@ func TestSlowConsumerDisconnected(t *testing.T) {
 	cl := startCluster(t, 1, func(c *devcluster.Config) {
 		c.Edge.QueueFrames = 64
 		c.Edge.QueueBytes = 512 << 10
+		c.Edge.SlowConsumerAfter = 500 * time.Millisecond
 		c.Edge.MaxMessageBytes = 256 << 10
 		c.Edge.WriteTimeout = time.Second
 	})

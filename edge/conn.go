@@ -36,8 +36,11 @@ type conn struct {
 	queue   [][]byte
 	queued  int
 	writing bool // the writer holds frames taken from queue
-	closed  bool
-	notify  chan struct{}
+	// overSince is when the queue last went over its soft bound without
+	// the writer draining it since; zero when under.
+	overSince time.Time
+	closed    bool
+	notify    chan struct{}
 
 	closeOnce sync.Once
 }
@@ -71,7 +74,22 @@ func (c *conn) push(frame []byte) bool {
 		c.mu.Unlock()
 		return false
 	}
-	if len(c.queue) >= c.srv.cfg.QueueFrames || c.queued+len(frame) > c.srv.cfg.QueueBytes {
+	cfg := &c.srv.cfg
+	if len(c.queue) >= cfg.QueueFrames || c.queued+len(frame) > cfg.QueueBytes {
+		// Over the soft bound: a burst (a history replay) the client
+		// drains is fine; a client that has not let the writer drain the
+		// queue for SlowConsumerAfter, or that would pass the hard bound,
+		// is cut off.
+		now := time.Now()
+		if c.overSince.IsZero() {
+			c.overSince = now
+		}
+		if c.queued+len(frame) <= 2*cfg.QueueBytes && now.Sub(c.overSince) < cfg.SlowConsumerAfter {
+			c.queue = append(c.queue, frame)
+			c.queued += len(frame)
+			c.mu.Unlock()
+			return true
+		}
 		c.closed = true
 		c.mu.Unlock()
 		c.srv.m.slow.Inc()
@@ -137,6 +155,7 @@ func (c *conn) writer() {
 		frames := c.queue
 		c.queue = spare[:0]
 		c.queued = 0
+		c.overSince = time.Time{}
 		c.writing = len(frames) > 0
 		c.mu.Unlock()
 		if len(frames) == 0 {

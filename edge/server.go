@@ -42,9 +42,13 @@ type Config struct {
 	MaxFrameBytes int
 	// MaxMessageBytes limits one WebSocket message (close 1009 beyond).
 	MaxMessageBytes int
-	// QueueFrames and QueueBytes bound a connection's send queue.
-	QueueFrames int
-	QueueBytes  int
+	// QueueFrames and QueueBytes are the soft bounds of a connection's
+	// send queue: it may stay over them for at most SlowConsumerAfter (a
+	// burst such as a history replay) and never grow past 2*QueueBytes;
+	// beyond that the client is closed with 4409.
+	QueueFrames       int
+	QueueBytes        int
+	SlowConsumerAfter time.Duration
 	// MaxBadFrames in a row close the connection with 4400.
 	MaxBadFrames      int
 	HelloTimeout      time.Duration
@@ -70,6 +74,7 @@ func DefaultConfig() Config {
 		MaxMessageBytes:   256 << 10,
 		QueueFrames:       4096,
 		QueueBytes:        4 << 20,
+		SlowConsumerAfter: 5 * time.Second,
 		MaxBadFrames:      20,
 		HelloTimeout:      10 * time.Second,
 		WriteTimeout:      10 * time.Second,
@@ -103,7 +108,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("edge.queue_bytes %d: must be at least edge.max_message_bytes (%d)", c.QueueBytes, c.MaxMessageBytes)
 	case c.MaxBadFrames < 1:
 		return fmt.Errorf("edge.max_bad_frames %d: must be at least 1", c.MaxBadFrames)
-	case c.HelloTimeout <= 0 || c.WriteTimeout <= 0 || c.PingInterval <= 0 || c.PongTimeout <= 0 || c.HeartbeatInterval <= 0 || c.ProduceTimeout <= 0:
+	case c.HelloTimeout <= 0 || c.WriteTimeout <= 0 || c.PingInterval <= 0 || c.PongTimeout <= 0 || c.HeartbeatInterval <= 0 || c.ProduceTimeout <= 0 || c.SlowConsumerAfter <= 0:
 		return errors.New("edge timeouts and intervals must be positive")
 	}
 	return nil

@@ -91,6 +91,7 @@ func edgeConfig(c config.Config, id, addr string, log *slog.Logger) edge.Config 
 		PongTimeout:       c.Edge.PongTimeout,
 		HeartbeatInterval: c.Edge.Heartbeat,
 		ProduceTimeout:    c.Edge.ProduceTimeout,
+		SlowConsumerAfter: c.Edge.SlowConsumerAfter,
 		Registry:          prometheus.NewRegistry(),
 		Logger:            log,
 	}

@@ -116,6 +116,8 @@ type Sequencer struct {
 
 	// parts is owned by Run.
 	parts map[int32]*State
+	// opts recreate sess after a failed transaction.
+	opts []kgo.Opt
 }
 
 // New creates a sequencer; it connects when Run starts consuming.
@@ -156,6 +158,7 @@ func New(cfg Config) (*Sequencer, error) {
 		kgo.OnPartitionsRevoked(onLose),
 		kgo.OnPartitionsLost(onLose),
 	)
+	s.opts = opts
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("create sequencer client: %w", err)
@@ -164,11 +167,25 @@ func New(cfg Config) (*Sequencer, error) {
 	return s, nil
 }
 
+// renew replaces the transactional session after a failed transaction: an
+// EndTxn error leaves the producer in an unknown state that cannot be
+// retried. The new session re-initializes the same transactional ID,
+// which aborts whatever the old one left open, and rejoins the group.
+func (s *Sequencer) renew() error {
+	s.sess.Close()
+	sess, err := kgo.NewGroupTransactSession(s.opts...)
+	if err != nil {
+		return fmt.Errorf("recreate sequencer client: %w", err)
+	}
+	s.sess = sess
+	return nil
+}
+
 // Run consumes until ctx is done. Teardown: the loop ends its current
 // transaction (abort on cancel), then the session leaves the group, so the
 // partitions move to the other sequencers at once.
 func (s *Sequencer) Run(ctx context.Context) error {
-	defer s.sess.Close()
+	defer func() { s.sess.Close() }()
 	adm := kadm.NewClient(s.sess.Client())
 	if err := pipeline.WaitTopics(ctx, adm, s.cfg.Layout, func(err error) {
 		s.log.Warn("waiting for Kafka topics", "err", err)
@@ -193,9 +210,12 @@ func (s *Sequencer) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				break
 			}
-			s.log.Error("batch failed; state dropped and will be restored", "err", err)
+			s.log.Error("batch failed; restarting the transactional session and restoring state", "err", err)
 			s.resetAll()
 			time.Sleep(100 * time.Millisecond)
+			if err := s.renew(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -1,5 +1,8 @@
 // Package client is a Go client for Causeway's protocol (PROTOCOL.md v1),
-// used by tests, the load generator, bots and `causeway client`.
+// used by tests, the load generator, bots and `causeway client`. Client is
+// one connection; Session (session.go) is a connection that survives its
+// edge: it reconnects, resubscribes with since, delivers each group's
+// timeline once and in order, and retries sends.
 //
 // Concurrency: all methods are safe for concurrent use. One reader
 // goroutine per Client dispatches answers to waiting requests and every
@@ -43,6 +46,10 @@ type Frame struct {
 	// Raw is the frame as received.
 	Raw json.RawMessage `json:"-"`
 }
+
+// ErrNoSeq is returned by Send when the edge acknowledged a send without a
+// seq: a server fault, not a lost connection.
+var ErrNoSeq = errors.New("send acked without a seq")
 
 // Error is an `error` frame from the edge.
 type Error struct {
@@ -321,7 +328,7 @@ func (c *Client) Send(ctx context.Context, group, clientMsgID string, body any) 
 		return 0, err
 	}
 	if f.Seq == 0 {
-		return 0, errors.New("send acked without a seq")
+		return 0, ErrNoSeq
 	}
 	return f.Seq, nil
 }

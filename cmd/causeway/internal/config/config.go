@@ -40,6 +40,7 @@ var Defaults = map[string]any{
 	"edge.max_message_bytes":        256 << 10,
 	"edge.queue_frames":             4096,
 	"edge.queue_bytes":              4 << 20,
+	"edge.slow_consumer_after":      "5s",
 	"edge.max_bad_frames":           20,
 	"edge.hello_timeout":            "10s",
 	"edge.write_timeout":            "10s",
@@ -100,7 +101,7 @@ type Edge struct {
 	MaxFrameBytes, MaxMessageBytes, QueueFrames, QueueBytes          int
 	MaxBadFrames                                                     int
 	HelloTimeout, WriteTimeout, PingInterval, PongTimeout, Heartbeat time.Duration
-	ProduceTimeout                                                   time.Duration
+	ProduceTimeout, SlowConsumerAfter                                time.Duration
 }
 
 type Sequencer struct {
@@ -182,17 +183,18 @@ func (l *Loader) Load(file string) (Config, error) {
 		Auth: Auth{Secret: p.str("auth.secret")},
 		Edge: Edge{
 			ID: p.str("edge.id"), HTTPAddr: p.str("edge.http_addr"), AllowedOrigins: p.list("edge.allowed_origins"),
-			MaxFrameBytes:   p.intIn("edge.max_frame_bytes", 1024, 16<<20),
-			MaxMessageBytes: p.intIn("edge.max_message_bytes", 1024, 64<<20),
-			QueueFrames:     p.intIn("edge.queue_frames", 16, 1<<20),
-			QueueBytes:      p.intIn("edge.queue_bytes", 1024, 1<<30),
-			MaxBadFrames:    p.intIn("edge.max_bad_frames", 1, 1<<20),
-			HelloTimeout:    p.dur("edge.hello_timeout"),
-			WriteTimeout:    p.dur("edge.write_timeout"),
-			PingInterval:    p.dur("edge.ping_interval"),
-			PongTimeout:     p.dur("edge.pong_timeout"),
-			Heartbeat:       p.dur("edge.heartbeat_interval"),
-			ProduceTimeout:  p.dur("edge.produce_timeout"),
+			MaxFrameBytes:     p.intIn("edge.max_frame_bytes", 1024, 16<<20),
+			MaxMessageBytes:   p.intIn("edge.max_message_bytes", 1024, 64<<20),
+			QueueFrames:       p.intIn("edge.queue_frames", 16, 1<<20),
+			QueueBytes:        p.intIn("edge.queue_bytes", 1024, 1<<30),
+			MaxBadFrames:      p.intIn("edge.max_bad_frames", 1, 1<<20),
+			HelloTimeout:      p.dur("edge.hello_timeout"),
+			WriteTimeout:      p.dur("edge.write_timeout"),
+			PingInterval:      p.dur("edge.ping_interval"),
+			PongTimeout:       p.dur("edge.pong_timeout"),
+			Heartbeat:         p.dur("edge.heartbeat_interval"),
+			ProduceTimeout:    p.dur("edge.produce_timeout"),
+			SlowConsumerAfter: p.dur("edge.slow_consumer_after"),
 		},
 		Sequencer: Sequencer{
 			GroupID: p.str("sequencer.group_id"), InstanceID: p.str("sequencer.instance_id"),
