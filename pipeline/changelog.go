@@ -61,7 +61,10 @@ func ReadChangelog(ctx context.Context, kc KafkaConfig, topic string, partition 
 		return 0, nil
 	}
 
-	type kv struct{ k, v []byte }
+	type kv struct {
+		k, v  []byte
+		epoch int16
+	}
 	open := map[int64][]kv{} // producer ID -> records of its open transaction
 	n := 0
 	last := int64(-1)
@@ -97,15 +100,28 @@ func ReadChangelog(ctx context.Context, kc KafkaConfig, topic string, partition 
 			case r.Attrs.IsControl():
 				// Control record key: version int16, type int16
 				// (0 abort, 1 commit).
+				// Records buffered under an epoch older than the
+				// marker's transaction belong to an earlier transaction
+				// that never got a marker: one a broker crash aborted
+				// implicitly. They are dropped, not committed with this
+				// one. (Transaction version 2 bumps the epoch every
+				// transaction and writes the marker with the bumped
+				// epoch, hence markerEpoch-1.)
 				if len(r.Key) >= 4 && binary.BigEndian.Uint16(r.Key[2:4]) == 1 {
 					for _, x := range open[r.ProducerID] {
-						n++
-						fn(x.k, x.v)
+						if x.epoch >= r.ProducerEpoch-1 {
+							n++
+							fn(x.k, x.v)
+						}
 					}
 				}
 				delete(open, r.ProducerID)
 			case r.Attrs.IsTransactional():
-				open[r.ProducerID] = append(open[r.ProducerID], kv{r.Key, r.Value})
+				buf := open[r.ProducerID]
+				if len(buf) > 0 && buf[len(buf)-1].epoch < r.ProducerEpoch {
+					buf = buf[:0] // a newer transaction: the older one never ended
+				}
+				open[r.ProducerID] = append(buf, kv{r.Key, r.Value, r.ProducerEpoch})
 			default:
 				n++
 				fn(r.Key, r.Value)

@@ -126,8 +126,13 @@ func DefaultLimits() Limits {
 
 // edgeLiveness is what a partition knows of one edge from its heartbeats.
 type edgeLiveness struct {
-	lastSeen    int64 // ms of the last heartbeat; 0 until one is seen
 	incarnation string
+	// silentSince is the timestamp of the first heartbeat of another edge
+	// after this edge's last one (0: none yet). The timeout runs from
+	// there, not from this edge's last heartbeat: after a broker outage
+	// every edge comes back at about the same time, and none should be
+	// expired for the outage itself.
+	silentSince int64
 }
 
 // State is the sequencing state of one partition of the group log. Apply is
@@ -532,27 +537,29 @@ func (s *State) attach(b *builder, r *pb.GroupEvent, a *pb.Attach) {
 }
 
 // heartbeat records an edge's liveness and expires the attachments of
-// edges that restarted (new incarnation) or went silent.
+// edges that restarted (new incarnation) or went silent while others kept
+// beating for EdgeTimeout.
 func (s *State) heartbeat(r *pb.GroupEvent) {
 	now := r.GetTsMs()
 	e := s.edges[r.GetEdge()]
 	if e == nil {
-		e = &edgeLiveness{}
+		e = &edgeLiveness{incarnation: r.GetIncarnation()}
 		s.edges[r.GetEdge()] = e
 	}
 	if e.incarnation != r.GetIncarnation() {
 		s.expire(r.GetEdge(), r.GetIncarnation())
 		e.incarnation = r.GetIncarnation()
 	}
-	if now > e.lastSeen {
-		e.lastSeen = now
-	}
+	e.silentSince = 0
 	timeout := s.limits.EdgeTimeout.Milliseconds()
 	for id, o := range s.edges {
-		switch {
-		case o.lastSeen == 0:
-			o.lastSeen = now // known from a restore: the timeout starts now
-		case timeout > 0 && now-o.lastSeen > timeout:
+		if id == r.GetEdge() {
+			continue
+		}
+		if o.silentSince == 0 {
+			o.silentSince = now
+		}
+		if timeout > 0 && now-o.silentSince > timeout {
 			s.expire(id, "\x00none")
 			delete(s.edges, id)
 		}

@@ -481,18 +481,27 @@ func TestEdgeExpiry(t *testing.T) {
 	if got := edgesOf(); !reflect.DeepEqual(got, []string{"e1:s1", "e2:s2"}) {
 		t.Fatalf("before: %v", got)
 	}
-	// e1 keeps beating; e2 stops. 15 s later e2 is expired.
-	s.Apply(heartbeat("e1", "A", 20_000))
+	// Both go silent (a broker outage), then both come back: nobody is
+	// expired for the outage.
+	s.Apply(heartbeat("e1", "A", 60_000))
+	s.Apply(heartbeat("e2", "X", 61_000))
+	if got := edgesOf(); !reflect.DeepEqual(got, []string{"e1:s1", "e2:s2"}) {
+		t.Fatalf("after an outage: %v", got)
+	}
+	// e1 keeps beating; e2 stops. Once e1 has beaten for 15 s without e2,
+	// e2 is expired.
+	s.Apply(heartbeat("e1", "A", 62_000))
+	s.Apply(heartbeat("e1", "A", 70_000))
 	if got := edgesOf(); !reflect.DeepEqual(got, []string{"e1:s1", "e2:s2"}) {
 		t.Fatalf("within the timeout: %v", got)
 	}
-	s.Apply(heartbeat("e1", "A", 25_001))
+	s.Apply(heartbeat("e1", "A", 77_001))
 	if got := edgesOf(); !reflect.DeepEqual(got, []string{"e1:s1"}) {
 		t.Fatalf("after e2's timeout: %v", got)
 	}
 	// e1 restarts: a new session attaches, then the new run heartbeats.
 	attach("ann", "s9", "e1", "B")
-	s.Apply(heartbeat("e1", "B", 26_000))
+	s.Apply(heartbeat("e1", "B", 78_000))
 	if got := edgesOf(); !reflect.DeepEqual(got, []string{"e1:s9"}) {
 		t.Fatalf("after e1 restarted: %v", got)
 	}

@@ -568,7 +568,14 @@ type subscribeFrame struct {
 type ownSub struct {
 	group  string
 	queued bool // one of the windowed resubscribes after a reconnect
+	sent   time.Time
 }
+
+// resubscribeTimeout bounds the wait for the answer to the Session's own
+// subscribe: an answer lost in transit (say the edge's delivery consumer
+// skipped it across a broker restart) would otherwise leave the group
+// silently unsubscribed, with its events held back as a gap forever.
+const resubscribeTimeout = 15 * time.Second
 
 // resubscribeAll subscribes every remembered group on a new connection,
 // from its last delivered seq, ResubscribeWindow at a time.
@@ -621,7 +628,7 @@ func (s *Session) subscribeLocked(group string, t *timeline, queued bool) []byte
 		f.Since = &v
 	}
 	t.resync = f.ID
-	s.subReqs[f.ID] = ownSub{group: group, queued: queued}
+	s.subReqs[f.ID] = ownSub{group: group, queued: queued, sent: time.Now()}
 	s.stats.resubscribes.Add(1)
 	b, _ := json.Marshal(f) // cannot fail: strings and a number
 	return b
@@ -630,6 +637,8 @@ func (s *Session) subscribeLocked(group string, t *timeline, queued bool) []byte
 // pump moves c's frames to Events, through each group's timeline, until c
 // ends or ctx is done.
 func (s *Session) pump(ctx context.Context, c *Client) {
+	tick := time.NewTicker(resubscribeTimeout / 3)
+	defer tick.Stop()
 	for {
 		var f Frame
 		var ok bool
@@ -640,6 +649,14 @@ func (s *Session) pump(ctx context.Context, c *Client) {
 			}
 		case <-ctx.Done():
 			return
+		case <-tick.C:
+			if s.resubscribeStalled() {
+				// Start over on a fresh connection: it resubscribes
+				// every group from its last delivered seq.
+				s.log.Warn("no answer to a resubscribe; reconnecting")
+				go c.Close()
+			}
+			continue
 		}
 		out, deliver, resub := s.route(f)
 		if len(resub) > 0 {
@@ -656,6 +673,19 @@ func (s *Session) pump(ctx context.Context, c *Client) {
 			return
 		}
 	}
+}
+
+// resubscribeStalled reports whether an own subscribe has gone unanswered
+// for resubscribeTimeout.
+func (s *Session) resubscribeStalled() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, o := range s.subReqs {
+		if time.Since(o.sent) > resubscribeTimeout {
+			return true
+		}
+	}
+	return false
 }
 
 // route decides what one frame means for the application: whether to
