@@ -149,8 +149,15 @@ func (c *Client) Err() error {
 	return c.err
 }
 
-// Close closes the connection.
+// Close closes the connection. Events still queued are discarded.
 func (c *Client) Close() error {
+	// Drain Events while closing: a reader blocked on a full Events
+	// (the application stopped reading) could not see the close
+	// handshake otherwise, and Close would never return.
+	go func() {
+		for range c.events {
+		}
+	}()
 	err := c.ws.Close(websocket.StatusNormalClosure, "bye")
 	<-c.done
 	return err
