@@ -367,6 +367,17 @@ func TestFaults(t *testing.T) {
 			c.startEdge(1)
 		}, &n)
 	})
+	t.Run("rolling restart of every edge", func(t *testing.T) {
+		n = 0
+		faultCase(t, 2, nil, func(c *faultCluster, _ *workload) {
+			for i := range c.edges {
+				c.signalEdge(i, syscall.SIGTERM)
+				n++
+				c.startEdge(i)
+				waitReady(c.t, c.edges[i].addr)
+			}
+		}, &n)
+	})
 	t.Run("sequencer SIGKILL", func(t *testing.T) {
 		n = 0
 		faultCase(t, 2, nil, func(c *faultCluster, _ *workload) {

@@ -61,7 +61,10 @@ var (
 	envFlag    = flag.String("env", "", "extra environment for the cluster processes, comma-separated KEY=VALUE (e.g. CAUSEWAY_SEQUENCER_EDGE_TIMEOUT=3s)")
 	out        = flag.String("out", "benchmarks/results/recovery-latest.json", "write the JSON report here (empty: do not write)")
 	keepLogs   = flag.Bool("keep", false, "keep the temp dir (process logs) instead of removing it")
+	sigName    = flag.String("signal", "KILL", "signal sent to edge 1's process group: KILL, or STOP (a hung edge whose sockets stay open)")
 )
+
+var sig syscall.Signal
 
 // proc is one cluster process, in its own process group.
 type proc struct {
@@ -326,6 +329,7 @@ type Report struct {
 		MinBackoff  string   `json:"min_backoff"`
 		MaxBackoff  string   `json:"max_backoff"`
 		EventBuffer int      `json:"event_buffer"`
+		Signal      string   `json:"signal"`
 		Edges       int      `json:"edges"`
 		BrokerDisk  bool     `json:"broker_data_dir"`
 		Env         []string `json:"env,omitempty"`
@@ -356,6 +360,15 @@ type Report struct {
 
 func main() {
 	flag.Parse()
+	switch *sigName {
+	case "KILL":
+		sig = syscall.SIGKILL
+	case "STOP":
+		sig = syscall.SIGSTOP
+	default:
+		fmt.Fprintln(os.Stderr, "recovery: -signal must be KILL or STOP")
+		os.Exit(2)
+	}
 	if *nClients < 1 || *groupSize < 1 || *interval <= 0 {
 		fmt.Fprintln(os.Stderr, "recovery: -clients, -group-size and -interval must be positive")
 		os.Exit(2)
@@ -452,6 +465,7 @@ func bench(ctx context.Context) (*Report, error) {
 	cfg.IntervalMs = float64(*interval) / 1e6
 	cfg.WarmupSec, cfg.TimeoutSec = warmup.Seconds(), timeout.Seconds()
 	cfg.MinBackoff, cfg.MaxBackoff = minBackoff.String(), maxBackoff.String()
+	cfg.Signal = "SIG" + *sigName
 	cfg.EventBuffer, cfg.Edges, cfg.BrokerDisk, cfg.Env = *eventBuf, 3, *dataDir, extra
 
 	t0 := time.Now()
@@ -642,8 +656,8 @@ func bench(ctx context.Context) (*Report, error) {
 		m.mu.Unlock()
 	}
 	killNS.Store(killT.UnixNano())
-	_ = syscall.Kill(-c.edgeProc[0].cmd.Process.Pid, syscall.SIGKILL)
-	fmt.Printf("SIGKILLed %s (%d clients on it) at %s\n", c.edgeIDs[0], len(affected), killT.Format("15:04:05.000"))
+	_ = syscall.Kill(-c.edgeProc[0].cmd.Process.Pid, sig)
+	fmt.Printf("SIG%s sent to %s (%d clients on it) at %s\n", *sigName, c.edgeIDs[0], len(affected), killT.Format("15:04:05.000"))
 
 	// Poll for reconnects and liveness.
 	reconAt := make(map[*member]time.Time)
@@ -829,7 +843,7 @@ func fillMachine(rep *Report) {
 func printSummary(rep *Report) {
 	r, l := rep.ReconnectMs, rep.LiveMs
 	fmt.Printf(`
-== recovery summary (%d CPUs, %s)
+== recovery summary (%d CPUs, %s, edge-1 got %s)
 clients              %d in %d groups of %d, 1 publisher/group every %.0f ms, 3 edges
 placement at kill    %v
 affected (on edge-1) %d
@@ -843,7 +857,7 @@ after settle         %d clients behind their group's last acked seq
 affected sessions    %v
 result               %s
 `,
-		rep.Machine.CPUs, rep.Machine.GoVersion,
+		rep.Machine.CPUs, rep.Machine.GoVersion, rep.Config.Signal,
 		rep.Config.Clients, rep.Config.Groups, rep.Config.GroupSize, rep.Config.IntervalMs,
 		rep.Placement, rep.Affected,
 		rep.Reconnected, rep.Config.TimeoutSec, r.P50, r.P90, r.P99, r.Max,
