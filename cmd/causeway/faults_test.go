@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -39,9 +40,18 @@ type edgeProc struct {
 
 func newFaultCluster(t *testing.T, nSeq, nEdge int, extraEnv ...string) *faultCluster {
 	t.Helper()
+	dir := t.TempDir()
+	if keep := os.Getenv("CAUSEWAY_TEST_KEEP"); keep != "" {
+		// Keep the processes' logs and data for a post-mortem.
+		d, err := os.MkdirTemp(keep, "faults-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir = d
+	}
 	c := &faultCluster{
 		t:   t,
-		dir: t.TempDir(),
+		dir: dir,
 		env: []string{
 			"CAUSEWAY_AUTH_SECRET=" + e2eSecret,
 			"CAUSEWAY_TOPICS_GROUP_PARTITIONS=6",

@@ -340,6 +340,7 @@ type Report struct {
 	Reconnected     int            `json:"reconnected_within_timeout"`
 	Recovered       int            `json:"recovered_within_timeout"`
 	NotRecovered    []string       `json:"not_recovered,omitempty"`
+	DetectMs        dist           `json:"disconnect_seen_ms"`
 	ReconnectMs     dist           `json:"reconnect_ms"`
 	LiveMs          dist           `json:"live_no_gap_ms"`
 	AllRecoveredSec float64        `json:"all_recovered_sec"`
@@ -465,6 +466,12 @@ func bench(ctx context.Context) (*Report, error) {
 	cfg.IntervalMs = float64(*interval) / 1e6
 	cfg.WarmupSec, cfg.TimeoutSec = warmup.Seconds(), timeout.Seconds()
 	cfg.MinBackoff, cfg.MaxBackoff = minBackoff.String(), maxBackoff.String()
+	if *minBackoff == 0 {
+		cfg.MinBackoff = "50ms (client default)"
+	}
+	if *maxBackoff == 0 {
+		cfg.MaxBackoff = "5s (client default)"
+	}
 	cfg.Signal = "SIG" + *sigName
 	cfg.EventBuffer, cfg.Edges, cfg.BrokerDisk, cfg.Env = *eventBuf, 3, *dataDir, extra
 
@@ -631,6 +638,7 @@ func bench(ctx context.Context) (*Report, error) {
 	rep.Placement = map[string]int{}
 	var affected []*member
 	baseRecon := make(map[*member]uint64)
+	oldConn := make(map[*member]*client.Client)
 	for _, m := range members {
 		cur := m.s.Client()
 		id := "(reconnecting)"
@@ -641,7 +649,20 @@ func bench(ctx context.Context) (*Report, error) {
 		baseRecon[m] = m.s.Stats().Reconnects
 		if id == c.edgeIDs[0] {
 			affected = append(affected, m)
+			oldConn[m] = cur
 		}
+	}
+	// When each affected client's connection to edge 1 is seen closed.
+	var detMu sync.Mutex
+	detectD := make([]time.Duration, 0, len(affected))
+	for _, cur := range oldConn {
+		go func() {
+			<-cur.Done()
+			d := time.Since(time.Unix(0, killNS.Load()))
+			detMu.Lock()
+			detectD = append(detectD, d)
+			detMu.Unlock()
+		}()
 	}
 	pubBase := uint64(0)
 	for _, p := range pubs {
@@ -716,6 +737,9 @@ func bench(ctx context.Context) (*Report, error) {
 	rep.Reconnected = len(recD)
 	rep.Recovered = len(liveD)
 	rep.ReconnectMs = quant(recD)
+	detMu.Lock()
+	rep.DetectMs = quant(slices.Clone(detectD))
+	detMu.Unlock()
 	rep.LiveMs = quant(liveD)
 	if !lastLive.IsZero() && rep.Recovered == rep.Affected {
 		rep.AllRecoveredSec = lastLive.Sub(killT).Seconds()
@@ -847,6 +871,7 @@ func printSummary(rep *Report) {
 clients              %d in %d groups of %d, 1 publisher/group every %.0f ms, 3 edges
 placement at kill    %v
 affected (on edge-1) %d
+connection seen lost %d: p50 %.0f  p90 %.0f  p99 %.0f  max %.0f ms
 reconnected          %d within %.0fs: p50 %.0f  p90 %.0f  p99 %.0f  max %.0f ms
 live, no gap         %d within %.0fs: p50 %.0f  p90 %.0f  p99 %.0f  max %.0f ms (min %.0f)
 all recovered after  %.2fs
@@ -860,6 +885,7 @@ result               %s
 		rep.Machine.CPUs, rep.Machine.GoVersion, rep.Config.Signal,
 		rep.Config.Clients, rep.Config.Groups, rep.Config.GroupSize, rep.Config.IntervalMs,
 		rep.Placement, rep.Affected,
+		rep.DetectMs.Count, rep.DetectMs.P50, rep.DetectMs.P90, rep.DetectMs.P99, rep.DetectMs.Max,
 		rep.Reconnected, rep.Config.TimeoutSec, r.P50, r.P90, r.P99, r.Max,
 		rep.Recovered, rep.Config.TimeoutSec, l.P50, l.P90, l.P99, l.Max, l.Min,
 		rep.AllRecoveredSec,
