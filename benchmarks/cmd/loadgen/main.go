@@ -14,6 +14,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/causeway/causeway/benchmarks/internal/machine"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -246,19 +247,7 @@ func validate() error {
 }
 
 // raiseNoFile lifts the soft open-files limit to the hard limit.
-func raiseNoFile() (uint64, error) {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return 0, err
-	}
-	if rl.Cur < rl.Max {
-		rl.Cur = rl.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-			return 0, err
-		}
-	}
-	return rl.Cur, nil
-}
+func raiseNoFile() (uint64, error) { return machine.RaiseNoFile() }
 
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
@@ -850,22 +839,8 @@ func fillMachine(rep *Report) {
 	rep.Machine.CPUs = runtime.NumCPU()
 	rep.Machine.GOMAXPROCS = runtime.GOMAXPROCS(0)
 	rep.Machine.GoVersion = runtime.Version()
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-				rep.Machine.CPUModel = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "MemTotal:") {
-				rep.Machine.MemTotal = strings.TrimSpace(strings.TrimPrefix(l, "MemTotal:"))
-				break
-			}
-		}
-	}
+	rep.Machine.CPUModel = machine.CPUModel()
+	rep.Machine.MemTotal = machine.MemTotal()
 }
 
 func printSummary(rep *Report) {

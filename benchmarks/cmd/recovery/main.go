@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/causeway/causeway/benchmarks/internal/machine"
 	"io"
 	"net"
 	"net/http"
@@ -394,19 +395,7 @@ func main() {
 	}
 }
 
-func raiseNoFile() (uint64, error) {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return 0, err
-	}
-	if rl.Cur < rl.Max {
-		rl.Cur = rl.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-			return 0, err
-		}
-	}
-	return rl.Cur, nil
-}
+func raiseNoFile() (uint64, error) { return machine.RaiseNoFile() }
 
 func buildBinary(dir string) (string, error) {
 	gomod, err := exec.Command("go", "env", "GOMOD").Output()
@@ -846,22 +835,8 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 func fillMachine(rep *Report) {
 	rep.Machine.CPUs = runtime.NumCPU()
 	rep.Machine.GoVersion = runtime.Version()
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-				rep.Machine.CPUModel = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "MemTotal:") {
-				rep.Machine.MemTotal = strings.TrimSpace(strings.TrimPrefix(l, "MemTotal:"))
-				break
-			}
-		}
-	}
+	rep.Machine.CPUModel = machine.CPUModel()
+	rep.Machine.MemTotal = machine.MemTotal()
 }
 
 func printSummary(rep *Report) {
