@@ -3,8 +3,6 @@ package edge_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"testing"
 	"time"
 
@@ -19,24 +17,7 @@ var testSecret = []byte("integration-test-secret-0123456789abcdef")
 // is a real Kafka-protocol server on loopback TCP.
 func startCluster(t *testing.T, n int, tweak func(*devcluster.Config)) *devcluster.Cluster {
 	t.Helper()
-	cfg := devcluster.DefaultConfig(n, testSecret)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg.Edge.Logger, cfg.Sequencer.Logger = log, log
-	if tweak != nil {
-		tweak(&cfg)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cl, err := devcluster.Start(ctx, cfg)
-	if err != nil {
-		t.Fatalf("start cluster: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := cl.Close(); err != nil {
-			t.Errorf("close cluster: %v", err)
-		}
-	})
-	return cl
+	return devcluster.StartTest(t, n, testSecret, tweak)
 }
 
 func token(t *testing.T, user string, groups ...string) string {

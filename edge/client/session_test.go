@@ -121,24 +121,7 @@ var testSecret = []byte("session-test-secret-0123456789abcdef")
 
 func startCluster(t *testing.T, n int, tweak func(*devcluster.Config)) *devcluster.Cluster {
 	t.Helper()
-	cfg := devcluster.DefaultConfig(n, testSecret)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg.Edge.Logger, cfg.Sequencer.Logger = log, log
-	if tweak != nil {
-		tweak(&cfg)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cl, err := devcluster.Start(ctx, cfg)
-	if err != nil {
-		t.Fatalf("start cluster: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := cl.Close(); err != nil {
-			t.Errorf("close cluster: %v", err)
-		}
-	})
-	return cl
+	return devcluster.StartTest(t, n, testSecret, tweak)
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {

@@ -22,7 +22,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
@@ -887,16 +886,7 @@ func passText(rep *Report) string {
 	return "FAIL: " + strings.Join(rep.Failures, "; ")
 }
 
-func writeJSON(path string, rep *Report) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	b, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
-}
+func writeJSON(path string, rep *Report) error { return machine.WriteJSON(path, rep) }
 
 // clusterMetrics scrapes every edge's /metrics (derived from its WebSocket
 // URL) and, if given, the in-process sequencer's, summing counters by name

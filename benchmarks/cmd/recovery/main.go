@@ -22,7 +22,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"github.com/causeway/causeway/benchmarks/internal/machine"
@@ -880,13 +879,4 @@ func passText(rep *Report) string {
 	return "FAIL: " + strings.Join(rep.Failures, "; ")
 }
 
-func writeJSON(path string, rep *Report) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	b, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
-}
+func writeJSON(path string, rep *Report) error { return machine.WriteJSON(path, rep) }

@@ -1,9 +1,12 @@
-// Package machine describes the machine a benchmark runs on and prepares
-// it (open-file limit), for every program under benchmarks/.
+// Package machine describes the machine a benchmark runs on, prepares it
+// (open-file limit) and writes reports, for every program under
+// benchmarks/.
 package machine
 
 import (
+	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 )
@@ -41,4 +44,16 @@ func RaiseNoFile() (uint64, error) {
 		}
 	}
 	return rl.Cur, nil
+}
+
+// WriteJSON writes v, indented, to path, creating its directory.
+func WriteJSON(path string, v any) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
