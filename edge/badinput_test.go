@@ -260,6 +260,17 @@ func TestSlowConsumerDisconnected(t *testing.T) {
 	if err := slow.Write(ctx, websocket.MessageText, []byte(req)); err != nil {
 		t.Fatal(err)
 	}
+	// Its join must be sequenced before the burst, or its member event
+	// would sit between the messages the good client checks for density.
+	for subscribed := false; !subscribed; {
+		frames, err := readFrames(t, slow)
+		if err != nil {
+			t.Fatalf("slow client before the burst: %v", err)
+		}
+		for _, f := range frames {
+			subscribed = subscribed || f.Type == "subscribed"
+		}
+	}
 	// The slow client never reads again. Publish enough to overflow its
 	// socket buffers and its queue; the good client must get all of it.
 	const n = 1500

@@ -139,7 +139,14 @@ func (c *conn) writer() {
 	defer ping.Stop()
 	// A watchdog instead of a context per write: it costs nothing per
 	// write, and an expired write closes the connection either way.
-	watchdog := time.AfterFunc(time.Hour, func() { _ = c.ws.CloseNow(); c.cancel() })
+	// A write that blocks that long is a client that stopped reading: it
+	// is a slow consumer as much as one whose queue overflowed.
+	watchdog := time.AfterFunc(time.Hour, func() {
+		c.srv.m.slow.Inc()
+		c.log.Info("closing slow consumer", "reason", "write timeout")
+		_ = c.ws.CloseNow()
+		c.cancel()
+	})
 	watchdog.Stop()
 	defer watchdog.Stop()
 	for {

@@ -144,7 +144,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "causeway_edge_errors_total", Help: "Error frames sent, by code."}, []string{"code"}),
 		slow: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "causeway_edge_slow_consumer_disconnects_total", Help: "Clients closed because their send queue was full."}),
+			Name: "causeway_edge_slow_consumer_disconnects_total", Help: "Clients cut off for not reading: send queue full, or a write blocked for edge.write_timeout."}),
 		deliveries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "causeway_edge_deliveries_total", Help: "Delivery records consumed for this edge."}),
 		undecoded: prometheus.NewCounterVec(prometheus.CounterOpts{
