@@ -204,8 +204,21 @@ func (c *conn) ping() {
 	defer cancel()
 	if err := c.ws.Ping(ctx); err != nil && c.ctx.Err() == nil {
 		c.log.Info("closing connection: no pong", "err", err)
-		c.closeWith(websocket.StatusPolicyViolation, "no pong")
+		c.closeNow()
 	}
+}
+
+// closeNow drops the connection without a close handshake: a peer that
+// does not answer pings would not answer the close frame either, and
+// waiting for it keeps a dead socket for the handshake timeout.
+func (c *conn) closeNow() {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		_ = c.ws.CloseNow()
+		c.cancel()
+	})
 }
 
 func (c *conn) sendError(id, code, msg string) {

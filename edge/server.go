@@ -120,6 +120,7 @@ type metrics struct {
 	framesOut  prometheus.Counter
 	errors     *prometheus.CounterVec
 	slow       prometheus.Counter
+	detached   prometheus.Counter
 	deliveries prometheus.Counter
 	undecoded  *prometheus.CounterVec
 }
@@ -145,13 +146,15 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Name: "causeway_edge_errors_total", Help: "Error frames sent, by code."}, []string{"code"}),
 		slow: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "causeway_edge_slow_consumer_disconnects_total", Help: "Clients cut off for not reading: send queue full, or a write blocked for edge.write_timeout."}),
+		detached: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "causeway_edge_sessions_detached_total", Help: "Clients closed with going_away because the sequencer expired their attachment (this edge's heartbeats stopped reaching Kafka)."}),
 		deliveries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "causeway_edge_deliveries_total", Help: "Delivery records consumed for this edge."}),
 		undecoded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "causeway_records_undecodable_total", Help: "Records that could not be decoded and were skipped."}, []string{"topic"}),
 	}
 	if r != nil {
-		r.MustRegister(m.conns, m.framesIn, m.framesOut, m.errors, m.slow, m.deliveries, m.undecoded)
+		r.MustRegister(m.conns, m.framesIn, m.framesOut, m.errors, m.slow, m.detached, m.deliveries, m.undecoded)
 	}
 	return m
 }
@@ -530,7 +533,21 @@ func (s *Server) route(r *kgo.Record, touched map[*conn]struct{}) {
 		}
 	}
 	for _, rep := range d.GetReplies() {
-		if c := s.sessions[rep.GetSession()]; c != nil && c.push(encodeReply(rep)) {
+		c := s.sessions[rep.GetSession()]
+		if c == nil {
+			continue
+		}
+		if det := rep.GetDetached(); det != nil {
+			// The sequencer expired this edge's attachments while it was
+			// cut off from Kafka: the session no longer gets the group's
+			// events. Closing with going_away makes the client resubscribe
+			// with since, after what is queued (all still valid) is sent.
+			s.m.detached.Inc()
+			s.log.Info("session detached by the sequencer; closing with going_away", "session", rep.GetSession(), "group", det.GetGroup(), "reason", det.GetReason())
+			go c.flushThenClose(CloseGoingAway, "going_away: resubscribe to "+det.GetGroup()+" with since")
+			continue
+		}
+		if c.push(encodeReply(rep)) {
 			touched[c] = struct{}{}
 		}
 	}

@@ -483,6 +483,10 @@ func TestFaults(t *testing.T) {
 			c.signalEdge(2, syscall.SIGTERM)
 			n++
 			c.startEdge(2)
+			c.broker.kill()
+			n++
+			time.Sleep(500 * time.Millisecond)
+			c.startBroker()
 		}, &n)
 	})
 }

@@ -382,8 +382,7 @@ func (b *builder) out() Output {
 func (s *State) Apply(r *pb.GroupEvent) Output {
 	b := builder{group: r.GetGroup()}
 	if hb := r.GetHeartbeat(); hb != nil {
-		s.heartbeat(r)
-		return b.out()
+		return Output{Deliveries: s.heartbeat(r)}
 	}
 	if r.GetGroup() == "" {
 		return b.out()
@@ -538,8 +537,12 @@ func (s *State) attach(b *builder, r *pb.GroupEvent, a *pb.Attach) {
 
 // heartbeat records an edge's liveness and expires the attachments of
 // edges that restarted (new incarnation) or went silent while others kept
-// beating for EdgeTimeout.
-func (s *State) heartbeat(r *pb.GroupEvent) {
+// beating for EdgeTimeout. A silent edge may only have lost Kafka for a
+// while, with its clients still connected and believing they are
+// subscribed: it is told which sessions were detached (it closes them with
+// going_away, and they resubscribe with since), or they would wait forever
+// for events that are no longer routed to them.
+func (s *State) heartbeat(r *pb.GroupEvent) []*pb.Delivery {
 	now := r.GetTsMs()
 	e := s.edges[r.GetEdge()]
 	if e == nil {
@@ -547,11 +550,14 @@ func (s *State) heartbeat(r *pb.GroupEvent) {
 		s.edges[r.GetEdge()] = e
 	}
 	if e.incarnation != r.GetIncarnation() {
+		// The old incarnation's sessions died with it: nobody to tell.
 		s.expire(r.GetEdge(), r.GetIncarnation())
 		e.incarnation = r.GetIncarnation()
 	}
 	e.silentSince = 0
 	timeout := s.limits.EdgeTimeout.Milliseconds()
+	var out []*pb.Delivery
+	silent := make([]string, 0, 2)
 	for id, o := range s.edges {
 		if id == r.GetEdge() {
 			continue
@@ -560,23 +566,57 @@ func (s *State) heartbeat(r *pb.GroupEvent) {
 			o.silentSince = now
 		}
 		if timeout > 0 && now-o.silentSince > timeout {
-			s.expire(id, "\x00none")
-			delete(s.edges, id)
+			silent = append(silent, id)
 		}
 	}
+	sort.Strings(silent) // map order must not leak into the output
+	for _, id := range silent {
+		out = append(out, detachedNotices(id, s.expire(id, "\x00none"))...)
+		delete(s.edges, id)
+	}
+	return out
 }
 
-// expire detaches every session of edge whose incarnation is not keep.
-func (s *State) expire(edge, keep string) {
+// detachedNotices tells edge which of its sessions were detached, one
+// delivery per group.
+func detachedNotices(edge string, bySession map[string][]string) []*pb.Delivery {
+	groups := make([]string, 0, len(bySession))
+	for g := range bySession {
+		groups = append(groups, g)
+	}
+	sort.Strings(groups)
+	out := make([]*pb.Delivery, 0, len(groups))
+	for _, g := range groups {
+		sessions := bySession[g]
+		sort.Strings(sessions)
+		d := &pb.Delivery{Version: schemas.Version, Edge: edge, Group: g}
+		for _, sess := range sessions {
+			d.Replies = append(d.Replies, &pb.Reply{Session: sess, Kind: &pb.Reply_Detached{
+				Detached: &pb.Detached{Group: g, Reason: "edge heartbeat timed out"}}})
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// expire detaches every session of edge whose incarnation is not keep and
+// returns them by group.
+func (s *State) expire(edge, keep string) map[string][]string {
+	var gone map[string][]string
 	for _, g := range s.groups {
 		for sess, a := range g.attachments {
 			if a.edge == edge && a.incarnation != keep {
 				delete(g.attachments, sess)
 				s.del(stateKey(g.id, kindAttach, sess))
 				g.byEdge = nil
+				if gone == nil {
+					gone = make(map[string][]string)
+				}
+				gone[g.id] = append(gone[g.id], sess)
 			}
 		}
 	}
+	return gone
 }
 
 func (s *State) detach(b *builder, r *pb.GroupEvent) {

@@ -495,13 +495,23 @@ func TestEdgeExpiry(t *testing.T) {
 	if got := edgesOf(); !reflect.DeepEqual(got, []string{"e1:s1", "e2:s2"}) {
 		t.Fatalf("within the timeout: %v", got)
 	}
-	s.Apply(heartbeat("e1", "A", 77_001))
+	out := s.Apply(heartbeat("e1", "A", 77_001))
 	if got := edgesOf(); !reflect.DeepEqual(got, []string{"e1:s1"}) {
 		t.Fatalf("after e2's timeout: %v", got)
 	}
+	// e2 may only have lost Kafka: it is told which of its sessions were
+	// detached, so they resubscribe instead of waiting forever.
+	if len(out.Deliveries) != 1 || out.Deliveries[0].GetEdge() != "e2" || out.Deliveries[0].GetGroup() != "g" ||
+		len(out.Deliveries[0].GetReplies()) != 1 || out.Deliveries[0].GetReplies()[0].GetSession() != "s2" ||
+		out.Deliveries[0].GetReplies()[0].GetDetached().GetGroup() != "g" {
+		t.Fatalf("expiry notice: %v", out.Deliveries)
+	}
 	// e1 restarts: a new session attaches, then the new run heartbeats.
+	// The old run's sessions died with it: no notice.
 	attach("ann", "s9", "e1", "B")
-	s.Apply(heartbeat("e1", "B", 78_000))
+	if out := s.Apply(heartbeat("e1", "B", 78_000)); len(out.Deliveries) != 0 {
+		t.Fatalf("restart produced notices: %v", out.Deliveries)
+	}
 	if got := edgesOf(); !reflect.DeepEqual(got, []string{"e1:s9"}) {
 		t.Fatalf("after e1 restarted: %v", got)
 	}

@@ -8,7 +8,9 @@
 // goroutine per Client dispatches answers to waiting requests and every
 // other frame to Events, in the order received. Events must be drained: if
 // nobody reads it, the reader stops reading, the edge's queue for this
-// client fills, and the edge disconnects it as a slow consumer.
+// client fills, and the edge disconnects it as a slow consumer. A second
+// goroutine per Client pings the edge (Options.PingInterval); the reader
+// owns it: it stops it and waits for it before closing Done.
 package client
 
 import (
@@ -21,6 +23,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -51,6 +54,18 @@ type Frame struct {
 // seq: a server fault, not a lost connection.
 var ErrNoSeq = errors.New("send acked without a seq")
 
+// ErrUnresponsive is why a Client ended whose edge left a ping unanswered
+// for PongTimeout: the edge process is hung or its host is gone, with the
+// socket still open. A Session reconnects elsewhere on it.
+var ErrUnresponsive = errors.New("causeway: edge unresponsive")
+
+// Liveness defaults (Options and SessionConfig). Together they bound how
+// long a hung edge can strand a client: PingInterval+PongTimeout.
+const (
+	DefaultPingInterval = 10 * time.Second
+	DefaultPongTimeout  = 5 * time.Second
+)
+
 // Error is an `error` frame from the edge.
 type Error struct {
 	Code    string
@@ -73,6 +88,41 @@ type Options struct {
 	// answered to a request, not sent to Events. Load generators use it
 	// to skip decoding the frames they only count.
 	Tap func(line []byte) bool
+	// PingInterval is the pause between the Client's pings to the edge
+	// (default DefaultPingInterval, 10s); negative disables them. Without
+	// pings nothing notices an edge that hangs with the socket open (a
+	// stopped process, a host gone without FIN or RST): the Client would
+	// wait for frames forever.
+	PingInterval time.Duration
+	// PongTimeout is how long a ping may go unanswered before the
+	// connection is taken for dead (default DefaultPongTimeout, 5s): the
+	// Client then closes the socket without a close handshake and ends
+	// with ErrUnresponsive. A hung edge is noticed within
+	// PingInterval+PongTimeout. Pongs are read by the reader, so while it
+	// is held up by an application that does not drain Events a missing
+	// pong says nothing about the edge and is not held against it.
+	PongTimeout time.Duration
+}
+
+// withDefaults fills in the zero fields and rejects values that cannot
+// work.
+func (o Options) withDefaults() (Options, error) {
+	if o.EventBuffer <= 0 {
+		o.EventBuffer = 1024
+	}
+	if o.ReadLimit <= 0 {
+		o.ReadLimit = 16 << 20
+	}
+	if o.PingInterval == 0 {
+		o.PingInterval = DefaultPingInterval
+	}
+	switch {
+	case o.PongTimeout == 0:
+		o.PongTimeout = DefaultPongTimeout
+	case o.PongTimeout < 0:
+		return o, fmt.Errorf("pong timeout %v: must be positive (0 means %v)", o.PongTimeout, DefaultPongTimeout)
+	}
+	return o, nil
 }
 
 // Client is one authenticated connection to an edge.
@@ -84,6 +134,15 @@ type Client struct {
 
 	nextID atomic.Uint64
 	wmu    sync.Mutex // serializes writes
+
+	// stop ends the pinger; the reader calls it when it exits, then
+	// waits for pinger before closing done.
+	stop   context.CancelFunc
+	pinger sync.WaitGroup
+	// handoffs counts the reader's entries into and exits from a blocked
+	// send on events: odd while it is blocked, changed if it was blocked
+	// at some point since it was last read.
+	handoffs atomic.Uint64
 
 	mu      sync.Mutex
 	pending map[string]chan Frame
@@ -98,11 +157,9 @@ func Dial(ctx context.Context, url, token string, opts *Options) (*Client, error
 	if opts != nil {
 		o = *opts
 	}
-	if o.EventBuffer <= 0 {
-		o.EventBuffer = 1024
-	}
-	if o.ReadLimit <= 0 {
-		o.ReadLimit = 16 << 20
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("dial options: %w", err)
 	}
 	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{
 		Subprotocols: []string{"causeway.v1"},
@@ -119,10 +176,22 @@ func Dial(ctx context.Context, url, token string, opts *Options) (*Client, error
 		pending: make(map[string]chan Frame),
 		done:    make(chan struct{}),
 	}
+	pctx, stop := context.WithCancel(context.Background())
+	c.stop = stop
+	if o.PingInterval > 0 {
+		c.pinger.Add(1)
+		go c.keepalive(pctx, o.PingInterval, o.PongTimeout)
+	}
 	go c.read()
 	f, err := c.request(ctx, map[string]any{"type": "hello", "token": token})
 	if err != nil {
-		c.Close()
+		if ctx.Err() != nil {
+			// The edge upgraded the connection, then went quiet: a
+			// close handshake would wait for it too.
+			c.abort()
+		} else {
+			c.Close()
+		}
 		return nil, fmt.Errorf("hello: %w", err)
 	}
 	c.welcome = f
@@ -163,9 +232,22 @@ func (c *Client) Close() error {
 	return err
 }
 
+// abort is Close without the close handshake, for an edge that has stopped
+// answering.
+func (c *Client) abort() {
+	go func() {
+		for range c.events {
+		}
+	}()
+	_ = c.ws.CloseNow()
+	<-c.done
+}
+
 func (c *Client) read() {
 	defer close(c.events)
 	defer close(c.done)
+	defer c.pinger.Wait()
+	defer c.stop()
 	ctx := context.Background()
 	var buf bytes.Buffer // reused: frames are copied out before the next read
 	for {
@@ -232,12 +314,64 @@ func (c *Client) dispatch(f Frame) {
 			return // the ack after a subscribed that already answered
 		}
 	}
-	c.events <- f
+	select {
+	case c.events <- f:
+	default:
+		c.handoffs.Add(1)
+		c.events <- f
+		c.handoffs.Add(1)
+	}
 }
 
-func (c *Client) fail(err error) {
+// keepalive pings the edge every interval and ends the connection when a
+// pong does not come within timeout. The next ping is timed from the end
+// of the last one, so pings never overlap and a hung edge is noticed
+// within interval+timeout.
+func (c *Client) keepalive(ctx context.Context, interval, timeout time.Duration) {
+	defer c.pinger.Done()
+	t := time.NewTimer(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		before := c.handoffs.Load()
+		pctx, cancel := context.WithTimeout(ctx, timeout)
+		err := c.ws.Ping(pctx)
+		cancel()
+		switch {
+		case err == nil:
+		case ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded):
+			// The connection is ending for another reason (closed,
+			// failed read): the reader reports that one.
+			return
+		case c.handoffs.Load() != before || before%2 == 1:
+			// The reader was stuck handing a frame to the
+			// application, so the pong may be waiting behind it. The
+			// edge closes a client that stays that slow; it is not
+			// ours to call the edge dead.
+		default:
+			c.failOver(fmt.Errorf("%w: no pong within %v", ErrUnresponsive, timeout))
+			// No close handshake: the edge would not answer it.
+			_ = c.ws.CloseNow()
+			return
+		}
+		t.Reset(interval)
+	}
+}
+
+func (c *Client) fail(err error) { c.failWith(err, false) }
+
+// failOver is fail for a verdict that outranks an I/O error the reader may
+// have hit first: a ping that timed out while writing closes the socket
+// itself, and the reader's "use of closed connection" would hide why.
+func (c *Client) failOver(err error) { c.failWith(err, true) }
+
+func (c *Client) failWith(err error, override bool) {
 	c.mu.Lock()
-	if c.err == nil {
+	if c.err == nil || override && websocket.CloseStatus(c.err) == -1 {
 		c.err = err
 	}
 	for id, ch := range c.pending {

@@ -46,13 +46,54 @@ var (
 	ErrUnauthorized = errors.New("causeway: unauthorized")
 )
 
+// Order is how a Session walks SessionConfig.URLs.
+type Order int
+
+const (
+	// OrderShuffle, the default, shuffles URLs once, then goes round-robin:
+	// a failed dial or a lost connection moves on to the next URL. Clients
+	// given the same list spread over the edges, and one that loses its
+	// edge tries another first.
+	OrderShuffle Order = iota
+	// OrderPreferred keeps URLs in the given order, most wanted (say the
+	// nearest edge) first: every connect and every reconnect starts at
+	// URLs[0] and falls over to URLs[1], URLs[2]... in order, then from
+	// the top again. A Session that fell over stays where it landed until
+	// that connection ends; the next reconnect tries URLs[0] again. An
+	// edge that is down costs one refused dial per reconnect; one that
+	// hangs costs DialTimeout.
+	OrderPreferred
+)
+
+// String names the order, for errors and logs.
+func (o Order) String() string {
+	switch o {
+	case OrderShuffle:
+		return "shuffle"
+	case OrderPreferred:
+		return "preferred"
+	}
+	return "Order(" + strconv.Itoa(int(o)) + ")"
+}
+
 // SessionConfig configures Connect. Zero values are the documented
 // defaults.
 type SessionConfig struct {
-	// URLs are edges (ws://host:port/v1/ws). They are tried in a shuffled
-	// order, then round-robin: a failed dial or a lost connection moves
-	// to the next.
+	// URLs are edges (ws://host:port/v1/ws), walked as Order says.
 	URLs []string
+	// Order is OrderShuffle (the default) or OrderPreferred.
+	Order Order
+	// DialTimeout bounds one connection attempt, from TCP connect to the
+	// welcome (default 10s). An edge that accepts the connection but
+	// never answers (a hung process) is then left for the next URL.
+	DialTimeout time.Duration
+	// PingInterval and PongTimeout are the liveness check of each
+	// connection (defaults DefaultPingInterval and DefaultPongTimeout;
+	// see Options): an edge that leaves a ping unanswered for PongTimeout
+	// is taken for dead, and the Session reconnects elsewhere and resumes
+	// with since as after a closed socket. A negative PingInterval
+	// disables the check, and a hung edge then strands the Session.
+	PingInterval, PongTimeout time.Duration
 	// Token returns the token for the next hello. It is called before
 	// every dial so an expiring token can be refreshed; an error from it
 	// ends the Session.
@@ -74,7 +115,8 @@ type SessionConfig struct {
 	// replays fit.
 	ResubscribeWindow int
 	// DialOptions, if set, is the template for each Client (Header,
-	// ReadLimit, Tap). EventBuffer above overrides its EventBuffer.
+	// ReadLimit, Tap). EventBuffer, PingInterval and PongTimeout above
+	// override its own.
 	DialOptions *Options
 	// Logger, if set, logs reconnects and recoveries.
 	Logger *slog.Logger
@@ -171,6 +213,23 @@ func Connect(ctx context.Context, cfg SessionConfig) (*Session, error) {
 	if cfg.ResubscribeWindow <= 0 {
 		cfg.ResubscribeWindow = 4
 	}
+	switch {
+	case cfg.Order != OrderShuffle && cfg.Order != OrderPreferred:
+		return nil, fmt.Errorf("session config: order %v: want OrderShuffle or OrderPreferred", cfg.Order)
+	case cfg.DialTimeout < 0:
+		return nil, fmt.Errorf("session config: dial timeout %v: must be positive (0 means 10s)", cfg.DialTimeout)
+	case cfg.PongTimeout < 0:
+		return nil, fmt.Errorf("session config: pong timeout %v: must be positive (0 means %v)", cfg.PongTimeout, DefaultPongTimeout)
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = 10 * time.Second
+	}
+	if cfg.PingInterval == 0 {
+		cfg.PingInterval = DefaultPingInterval
+	}
+	if cfg.PongTimeout == 0 {
+		cfg.PongTimeout = DefaultPongTimeout
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -185,7 +244,9 @@ func Connect(ctx context.Context, cfg SessionConfig) (*Session, error) {
 		groups:  make(map[string]*timeline),
 		subReqs: make(map[string]ownSub),
 	}
-	rand.Shuffle(len(s.urls), func(i, j int) { s.urls[i], s.urls[j] = s.urls[j], s.urls[i] })
+	if cfg.Order == OrderShuffle {
+		rand.Shuffle(len(s.urls), func(i, j int) { s.urls[i], s.urls[j] = s.urls[j], s.urls[i] })
+	}
 	c, err := s.dial(ctx, 0)
 	if err != nil {
 		return nil, err
@@ -439,10 +500,14 @@ func unauthorized(err error) bool {
 	return websocket.CloseStatus(err) == 4401
 }
 
-// dial connects to the next edge, with backoff between failed attempts
-// starting at attempt. A refused token is fetched again at once; a second
-// refusal in a row, or a failing token source, is fatal.
+// dial connects to the next edge (the first, with OrderPreferred), with
+// backoff between failed attempts starting at attempt. A refused token is
+// fetched again at once; a second refusal in a row, or a failing token
+// source, is fatal.
 func (s *Session) dial(ctx context.Context, attempt int) (*Client, error) {
+	if s.cfg.Order == OrderPreferred {
+		s.urlNext = 0
+	}
 	refused := 0
 	for ; ; attempt++ {
 		token, err := s.cfg.Token(ctx)
@@ -455,7 +520,10 @@ func (s *Session) dial(ctx context.Context, attempt int) (*Client, error) {
 			opts = *s.cfg.DialOptions
 		}
 		opts.EventBuffer = s.cfg.EventBuffer
-		c, err := Dial(ctx, url, token, &opts)
+		opts.PingInterval, opts.PongTimeout = s.cfg.PingInterval, s.cfg.PongTimeout
+		dctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+		c, err := Dial(dctx, url, token, &opts)
+		cancel()
 		if err == nil {
 			return c, nil
 		}

@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/causeway/causeway/edge"
 	"github.com/causeway/causeway/pipeline/devcluster"
+	"github.com/coder/websocket"
 )
 
 // Unit tests: the timeline bookkeeping and the backoff, without I/O.
@@ -359,6 +361,294 @@ func TestSessionFailover(t *testing.T) {
 	wantBodies(t, checkTimeline(t, fs, "room-1"), 0, 5)
 }
 
+// TestSessionEdgeHung: an edge that hangs with its sockets open (a stopped
+// process, a host gone without FIN or RST) sends nothing, closes nothing
+// and answers nothing. The Session's pings notice within
+// PingInterval+PongTimeout; it moves to the next edge and resumes with
+// since: everything published while it was stranded arrives, once, in
+// order. Needs the server's history.
+func TestSessionEdgeHung(t *testing.T) {
+	t.Parallel()
+	const (
+		ping, pong  = 500 * time.Millisecond, 500 * time.Millisecond
+		dialTimeout = time.Second
+		// Room for a busy, shared, -race machine; a Session without
+		// liveness never moves at all.
+		margin = 2 * time.Second
+	)
+	cl := startCluster(t, 2, nil)
+	p := newProxy(t, cl.Edges[0].Addr())
+	var maxBackoff time.Duration
+	alice := connect(t, "alice", func(c *SessionConfig) {
+		c.Order = OrderPreferred
+		c.PingInterval, c.PongTimeout, c.DialTimeout = ping, pong, dialTimeout
+		maxBackoff = c.MaxBackoff
+	}, p.url(), cl.URL(1))
+	bob := connect(t, "bob", nil, cl.URL(1))
+	joinSub(t, alice, "room-1")
+	joinSub(t, bob, "room-1")
+	stranded := alice.Client()
+	if stranded.Edge() != "edge-1" {
+		t.Fatalf("alice on %s, want edge-1 (URLs[0], preferred order)", stranded.Edge())
+	}
+	sendN(t, bob, "room-1", 0, 5)
+	before := collect(t, alice, 10*time.Second, hasBody("m4"))
+
+	p.freeze()
+	frozeAt := time.Now()
+	sendN(t, bob, "room-1", 5, 25)
+	select {
+	case <-stranded.Done():
+	case <-time.After(ping + pong + margin - time.Since(frozeAt)):
+		t.Fatalf("connection to the hung edge still open %v after the freeze (ping %v, pong timeout %v)", time.Since(frozeAt), ping, pong)
+	}
+	if err := stranded.Err(); !errors.Is(err, ErrUnresponsive) {
+		t.Fatalf("hung connection ended with %v, want ErrUnresponsive", err)
+	}
+	noticed := time.Since(frozeAt)
+	// Preferred order tries the hung edge first again; DialTimeout lets
+	// go of it.
+	within := ping + pong + dialTimeout + 2*maxBackoff + margin
+	waitFor(t, "alice on edge-2", func() bool { c := alice.Client(); return c != nil && c.Edge() == "edge-2" })
+	moved := time.Since(frozeAt)
+	if moved > within {
+		t.Fatalf("alice reached edge-2 %v after the freeze, want within %v", moved, within)
+	}
+	t.Logf("hung edge noticed after %v, alice on edge-2 after %v", noticed, moved)
+	sendN(t, bob, "room-1", 25, 30)
+	after := collect(t, alice, 20*time.Second, hasBody("m29"))
+	all := append(before, after...)
+	wantBodies(t, checkTimeline(t, all, "room-1"), 0, 30)
+	for _, f := range all {
+		if f.Type == "subscribed" {
+			t.Fatalf("unexpected %s: nothing was lost", f.Raw)
+		}
+	}
+	if st := alice.Stats(); st.Reconnects != 1 {
+		t.Fatalf("stats %+v: want 1 reconnect", st)
+	}
+}
+
+// TestSessionPreferredOrder: with OrderPreferred every connect and
+// reconnect starts at URLs[0] and falls over to URLs[1] only while URLs[0]
+// cannot be had: down, or hung (after DialTimeout).
+func TestSessionPreferredOrder(t *testing.T) {
+	t.Parallel()
+	cl := startCluster(t, 2, nil)
+	p := []*proxy{newProxy(t, cl.Edges[0].Addr()), newProxy(t, cl.Edges[1].Addr())}
+	preferred := func(c *SessionConfig) { c.Order = OrderPreferred; c.DialTimeout = time.Second }
+	edgeOf := func(s *Session) string {
+		if c := s.Client(); c != nil {
+			return c.Edge()
+		}
+		return ""
+	}
+	// Shuffled, all 8 would land on URLs[0] once in 256 runs.
+	for i := range 8 {
+		s := connect(t, fmt.Sprintf("u%d", i), preferred, p[0].url(), p[1].url())
+		if e := edgeOf(s); e != "edge-1" {
+			t.Fatalf("session %d landed on %s, want edge-1 (URLs[0])", i, e)
+		}
+		_ = s.Close()
+	}
+
+	alice := connect(t, "alice", preferred, p[0].url(), p[1].url())
+	first := alice.Client().Session()
+	// A blip: URLs[0] is still there, so the reconnect goes back to it
+	// where round-robin would move on.
+	p[0].cut()
+	waitFor(t, "a new connection", func() bool { c := alice.Client(); return c != nil && c.Session() != first })
+	if e := edgeOf(alice); e != "edge-1" {
+		t.Fatalf("after a blip alice is on %s, want edge-1 again", e)
+	}
+
+	p[0].setDown(true)
+	p[0].cut()
+	waitFor(t, "alice on edge-2 while edge-1 is down", func() bool { return edgeOf(alice) == "edge-2" })
+
+	// Back up: it stays preferred, and the next reconnect returns to it.
+	p[0].setDown(false)
+	p[1].cut()
+	waitFor(t, "alice back on edge-1", func() bool { return edgeOf(alice) == "edge-1" })
+	// Now, while its edge answers: a close handshake with a hung edge
+	// waits out coder/websocket's 5s.
+	_ = alice.Close()
+
+	p[0].freeze()
+	start := time.Now()
+	carol := connect(t, "carol", preferred, p[0].url(), p[1].url())
+	if e := edgeOf(carol); e != "edge-2" {
+		t.Fatalf("with edge-1 hung carol landed on %s, want edge-2", e)
+	}
+	if d := time.Since(start); d < time.Second {
+		t.Fatalf("carol connected in %v, before the 1s dial timeout could let go of the hung URLs[0]: was it tried first?", d)
+	}
+}
+
+// TestClientUnresponsive: a Client whose edge hangs ends within
+// PingInterval+PongTimeout with ErrUnresponsive, and a request waiting for
+// an answer from that edge fails with it instead of waiting forever.
+func TestClientUnresponsive(t *testing.T) {
+	t.Parallel()
+	const ping, pong, margin = 200 * time.Millisecond, 300 * time.Millisecond, 2 * time.Second
+	cl := startCluster(t, 1, nil)
+	p := newProxy(t, cl.Edges[0].Addr())
+	tok, err := tokenFor("alice")(context.Background())
+	if err != nil {
+		t.Fatalf("mint token: %v", err)
+	}
+	c, err := Dial(ctxT(t, 10*time.Second), p.url(), tok, &Options{PingInterval: ping, PongTimeout: pong})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if err := c.Join(ctxT(t, 10*time.Second), "room-1"); err != nil {
+		t.Fatalf("join: %v", err)
+	}
+	p.freeze()
+	frozeAt := time.Now()
+	sent := make(chan error, 1)
+	go func() {
+		// No deadline of its own: only liveness can end it.
+		_, err := c.Send(context.Background(), "room-1", "a-1", "into the void")
+		sent <- err
+	}()
+	select {
+	case err := <-sent:
+		if !errors.Is(err, ErrUnresponsive) {
+			t.Fatalf("send to a hung edge = %v, want ErrUnresponsive", err)
+		}
+	case <-time.After(ping + pong + margin):
+		t.Fatalf("send to a hung edge still waiting %v after the freeze", time.Since(frozeAt))
+	}
+	<-c.Done()
+	if !errors.Is(c.Err(), ErrUnresponsive) {
+		t.Fatalf("client ended with %v, want ErrUnresponsive", c.Err())
+	}
+	for range c.Events() { // closed once the reader is gone
+	}
+}
+
+// TestDialHelloUnanswered: an edge that upgrades the connection and then
+// hangs fails Dial when its ctx ends, without the close handshake's 5s
+// wait on top: a Session's DialTimeout really bounds the attempt.
+func TestDialHelloUnanswered(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"causeway.v1"}})
+		if err != nil {
+			return
+		}
+		<-release // hung: reads nothing, answers nothing
+		_ = ws.CloseNow()
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	const timeout = 300 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	start := time.Now()
+	_, err := Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/v1/ws", "t", nil)
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("dial to a hung edge = %v, want the ctx's deadline", err)
+	}
+	if d := time.Since(start); d > timeout+2*time.Second {
+		t.Fatalf("dial returned %v after it started, want about its %v timeout", d, timeout)
+	}
+}
+
+// TestClientStalledReaderNotDead: while the application leaves Events
+// full, the reader cannot read pongs; that is the application's stall, not
+// the edge's, and must not end the connection.
+func TestClientStalledReaderNotDead(t *testing.T) {
+	t.Parallel()
+	const ping, pong = 100 * time.Millisecond, 100 * time.Millisecond
+	cl := startCluster(t, 1, nil)
+	dial := func(user string, o *Options) *Client {
+		tok, err := tokenFor(user)(context.Background())
+		if err != nil {
+			t.Fatalf("mint token: %v", err)
+		}
+		c, err := Dial(ctxT(t, 10*time.Second), cl.URL(0), tok, o)
+		if err != nil {
+			t.Fatalf("dial %s: %v", user, err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		ctx := ctxT(t, 10*time.Second)
+		if err := c.Join(ctx, "room-1"); err != nil {
+			t.Fatalf("%s join: %v", user, err)
+		}
+		if _, err := c.Subscribe(ctx, "room-1", nil); err != nil {
+			t.Fatalf("%s subscribe: %v", user, err)
+		}
+		return c
+	}
+	alice := dial("alice", &Options{EventBuffer: 1, PingInterval: ping, PongTimeout: pong})
+	bob := dial("bob", nil)
+	const n = 10
+	for i := range n {
+		if _, err := bob.Send(ctxT(t, 10*time.Second), "room-1", fmt.Sprintf("b-%d", i), i); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	waitFor(t, "alice's reader to block on a full Events", func() bool { return alice.handoffs.Load()%2 == 1 })
+	// The stall is the stimulus: long enough for several pings to go
+	// unanswered while the reader is held up.
+	time.Sleep(5 * (ping + pong))
+	if err := alice.Err(); err != nil {
+		t.Fatalf("connection ended while the application stalled: %v", err)
+	}
+	got := 0
+	timeout := time.After(10 * time.Second)
+	for got < n {
+		select {
+		case f, ok := <-alice.Events():
+			if !ok {
+				t.Fatalf("events closed after %d of %d messages: %v", got, n, alice.Err())
+			}
+			if f.Type == "msg" {
+				got++
+			}
+		case <-timeout:
+			t.Fatalf("got %d of %d messages", got, n)
+		}
+	}
+	// Pings resume once the application reads: the connection is alive
+	// and still answers requests.
+	if _, err := alice.Send(ctxT(t, 10*time.Second), "room-1", "a-1", "back"); err != nil {
+		t.Fatalf("send after the stall: %v", err)
+	}
+}
+
+// TestConfigRejected: values that cannot work fail Connect and Dial
+// before any dial, naming the field.
+func TestConfigRejected(t *testing.T) {
+	t.Parallel()
+	url := "ws://127.0.0.1:1/v1/ws" // nothing listens: a dial would fail differently
+	tok := tokenFor("alice")
+	for _, tc := range []struct {
+		name  string
+		tweak func(*SessionConfig)
+		want  string
+	}{
+		{"unknown order", func(c *SessionConfig) { c.Order = 7 }, "order Order(7)"},
+		{"negative dial timeout", func(c *SessionConfig) { c.DialTimeout = -time.Second }, "dial timeout -1s"},
+		{"negative pong timeout", func(c *SessionConfig) { c.PongTimeout = -time.Second }, "pong timeout -1s"},
+	} {
+		cfg := SessionConfig{URLs: []string{url}, Token: tok}
+		tc.tweak(&cfg)
+		_, err := Connect(ctxT(t, 5*time.Second), cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: connect = %v, want an error naming %q", tc.name, err, tc.want)
+		}
+	}
+	_, err := Dial(ctxT(t, 5*time.Second), url, "t", &Options{PongTimeout: -time.Second})
+	if err == nil || !strings.Contains(err.Error(), "pong timeout -1s") {
+		t.Errorf("dial = %v, want an error naming the pong timeout", err)
+	}
+}
+
 // TestSessionEdgeDrained: an edge that shuts down (close 4000 after
 // flushing) sends its sessions to another edge; messages sent around the
 // drain arrive once, in order. Needs the server's history.
@@ -381,15 +671,9 @@ func TestSessionEdgeDrained(t *testing.T) {
 	waitFor(t, "edge-x ready", ex.Ready)
 	xURL := "ws://" + ex.Addr() + "/v1/ws"
 
-	// URLs are shuffled: connect until the session lands on edge-x.
-	var alice *Session
-	for i := 0; alice == nil; i++ {
-		s := connect(t, "alice", nil, xURL, cl.URL(1))
-		if s.Client().Edge() == "edge-x" {
-			alice = s
-		} else if i > 20 {
-			t.Fatal("never connected to edge-x")
-		}
+	alice := connect(t, "alice", func(c *SessionConfig) { c.Order = OrderPreferred }, xURL, cl.URL(1))
+	if e := alice.Client().Edge(); e != "edge-x" {
+		t.Fatalf("alice on %s, want edge-x (URLs[0], preferred order)", e)
 	}
 	bob := connect(t, "bob", nil, cl.URL(0))
 	joinSub(t, alice, "room-1")
@@ -686,21 +970,26 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // proxy is a TCP relay in front of an edge that a test can cut, keep down
-// (connections accepted and closed at once) or mute (the edge's bytes to
-// the current connections are discarded).
+// (connections accepted and closed at once), mute (the edge's bytes to
+// the current connections are discarded) or freeze (hung for good).
 type proxy struct {
 	ln     net.Listener
 	target string
 	wg     sync.WaitGroup // the accept loop and the copiers
 
-	mu    sync.Mutex
-	down  bool
-	pairs map[*pair]struct{}
+	mu     sync.Mutex
+	down   bool
+	frozen bool
+	pairs  map[*pair]struct{}
 }
 
 type pair struct {
-	client, edge net.Conn
-	muted        atomic.Bool
+	client net.Conn
+	edge   net.Conn // nil if accepted while frozen
+	muted  atomic.Bool
+	frozen atomic.Bool
+	closed chan struct{} // closed by drop
+	once   sync.Once
 }
 
 func newProxy(t *testing.T, target string) *proxy {
@@ -730,8 +1019,18 @@ func (p *proxy) accept() {
 			return
 		}
 		p.mu.Lock()
-		down := p.down
+		down, frozen := p.down, p.frozen
+		if frozen {
+			// Like a stopped process: the kernel completes the TCP
+			// handshake, then nothing answers the upgrade request.
+			pr := &pair{client: c, closed: make(chan struct{})}
+			pr.frozen.Store(true)
+			p.pairs[pr] = struct{}{}
+		}
 		p.mu.Unlock()
+		if frozen {
+			continue
+		}
 		if down {
 			_ = c.Close()
 			continue
@@ -741,38 +1040,48 @@ func (p *proxy) accept() {
 			_ = c.Close()
 			continue
 		}
-		pr := &pair{client: c, edge: e}
+		pr := &pair{client: c, edge: e, closed: make(chan struct{})}
 		p.mu.Lock()
 		p.pairs[pr] = struct{}{}
 		p.mu.Unlock()
 		p.wg.Add(2)
-		go func() {
-			defer p.wg.Done()
-			_, _ = io.Copy(e, c)
-			p.drop(pr)
-		}()
-		go func() {
-			defer p.wg.Done()
-			buf := make([]byte, 32<<10)
-			for {
-				n, err := e.Read(buf)
-				if n > 0 && !pr.muted.Load() {
-					if _, werr := c.Write(buf[:n]); werr != nil {
-						break
-					}
-				}
-				if err != nil {
-					break
-				}
-			}
-			p.drop(pr)
-		}()
+		go p.relay(pr, e, c, false)
+		go p.relay(pr, c, e, true)
 	}
 }
 
+// relay copies src to dst until either ends; muteable is the edge -> client
+// direction.
+func (p *proxy) relay(pr *pair, dst, src net.Conn, muteable bool) {
+	defer p.wg.Done()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if pr.frozen.Load() {
+			// A hung peer passes nothing on and closes nothing: even
+			// a FIN from the other side goes unanswered until the test
+			// tears the proxy down.
+			<-pr.closed
+			break
+		}
+		if n > 0 && !(muteable && pr.muted.Load()) {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	p.drop(pr)
+}
+
 func (p *proxy) drop(pr *pair) {
+	pr.once.Do(func() { close(pr.closed) })
 	_ = pr.client.Close()
-	_ = pr.edge.Close()
+	if pr.edge != nil {
+		_ = pr.edge.Close()
+	}
 	p.mu.Lock()
 	delete(p.pairs, pr)
 	p.mu.Unlock()
@@ -804,5 +1113,18 @@ func (p *proxy) mute() {
 	defer p.mu.Unlock()
 	for pr := range p.pairs {
 		pr.muted.Store(true)
+	}
+}
+
+// freeze hangs the proxy for good, as a SIGSTOPped edge or a host that
+// vanished without FIN or RST: nothing is relayed either way on the
+// current connections, new ones are accepted and never answered, and no
+// socket is closed until the test ends.
+func (p *proxy) freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.frozen = true
+	for pr := range p.pairs {
+		pr.frozen.Store(true)
 	}
 }

@@ -891,6 +891,7 @@ type Reply struct {
 	//	*Reply_Error
 	//	*Reply_Subscribed
 	//	*Reply_Event
+	//	*Reply_Detached
 	Kind          isReply_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -983,6 +984,15 @@ func (x *Reply) GetEvent() *Event {
 	return nil
 }
 
+func (x *Reply) GetDetached() *Detached {
+	if x != nil {
+		if x, ok := x.Kind.(*Reply_Detached); ok {
+			return x.Detached
+		}
+	}
+	return nil
+}
+
 type isReply_Kind interface {
 	isReply_Kind()
 }
@@ -1005,6 +1015,13 @@ type Reply_Event struct {
 	Event *Event `protobuf:"bytes,13,opt,name=event,proto3,oneof"`
 }
 
+type Reply_Detached struct {
+	// The session's attachment to the group was expired: its edge went
+	// silent (no heartbeat) for the edge timeout while others kept
+	// beating. The edge tells the client to resubscribe.
+	Detached *Detached `protobuf:"bytes,14,opt,name=detached,proto3,oneof"`
+}
+
 func (*Reply_Ack) isReply_Kind() {}
 
 func (*Reply_Error) isReply_Kind() {}
@@ -1012,6 +1029,60 @@ func (*Reply_Error) isReply_Kind() {}
 func (*Reply_Subscribed) isReply_Kind() {}
 
 func (*Reply_Event) isReply_Kind() {}
+
+func (*Reply_Detached) isReply_Kind() {}
+
+type Detached struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Detached) Reset() {
+	*x = Detached{}
+	mi := &file_causeway_v1_records_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Detached) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Detached) ProtoMessage() {}
+
+func (x *Detached) ProtoReflect() protoreflect.Message {
+	mi := &file_causeway_v1_records_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Detached.ProtoReflect.Descriptor instead.
+func (*Detached) Descriptor() ([]byte, []int) {
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Detached) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *Detached) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
 
 type Ack struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1024,7 +1095,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_causeway_v1_records_proto_msgTypes[12]
+	mi := &file_causeway_v1_records_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1107,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[12]
+	mi := &file_causeway_v1_records_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1120,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{12}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Ack) GetGroup() string {
@@ -1077,7 +1148,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_causeway_v1_records_proto_msgTypes[13]
+	mi := &file_causeway_v1_records_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1089,7 +1160,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[13]
+	mi := &file_causeway_v1_records_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1102,7 +1173,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{13}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Error) GetCode() string {
@@ -1131,7 +1202,7 @@ type Subscribed struct {
 
 func (x *Subscribed) Reset() {
 	*x = Subscribed{}
-	mi := &file_causeway_v1_records_proto_msgTypes[14]
+	mi := &file_causeway_v1_records_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1214,7 @@ func (x *Subscribed) String() string {
 func (*Subscribed) ProtoMessage() {}
 
 func (x *Subscribed) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[14]
+	mi := &file_causeway_v1_records_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1227,7 @@ func (x *Subscribed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscribed.ProtoReflect.Descriptor instead.
 func (*Subscribed) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{14}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Subscribed) GetGroup() string {
@@ -1210,7 +1281,7 @@ type GroupMeta struct {
 
 func (x *GroupMeta) Reset() {
 	*x = GroupMeta{}
-	mi := &file_causeway_v1_records_proto_msgTypes[15]
+	mi := &file_causeway_v1_records_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1293,7 @@ func (x *GroupMeta) String() string {
 func (*GroupMeta) ProtoMessage() {}
 
 func (x *GroupMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[15]
+	mi := &file_causeway_v1_records_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1306,7 @@ func (x *GroupMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMeta.ProtoReflect.Descriptor instead.
 func (*GroupMeta) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{15}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GroupMeta) GetVersion() uint32 {
@@ -1269,7 +1340,7 @@ type Membership struct {
 
 func (x *Membership) Reset() {
 	*x = Membership{}
-	mi := &file_causeway_v1_records_proto_msgTypes[16]
+	mi := &file_causeway_v1_records_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1281,7 +1352,7 @@ func (x *Membership) String() string {
 func (*Membership) ProtoMessage() {}
 
 func (x *Membership) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[16]
+	mi := &file_causeway_v1_records_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1294,7 +1365,7 @@ func (x *Membership) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Membership.ProtoReflect.Descriptor instead.
 func (*Membership) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{16}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Membership) GetVersion() uint32 {
@@ -1323,7 +1394,7 @@ type Attachment struct {
 
 func (x *Attachment) Reset() {
 	*x = Attachment{}
-	mi := &file_causeway_v1_records_proto_msgTypes[17]
+	mi := &file_causeway_v1_records_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1335,7 +1406,7 @@ func (x *Attachment) String() string {
 func (*Attachment) ProtoMessage() {}
 
 func (x *Attachment) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[17]
+	mi := &file_causeway_v1_records_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1348,7 +1419,7 @@ func (x *Attachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attachment.ProtoReflect.Descriptor instead.
 func (*Attachment) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{17}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Attachment) GetVersion() uint32 {
@@ -1390,7 +1461,7 @@ type Dedup struct {
 
 func (x *Dedup) Reset() {
 	*x = Dedup{}
-	mi := &file_causeway_v1_records_proto_msgTypes[18]
+	mi := &file_causeway_v1_records_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1402,7 +1473,7 @@ func (x *Dedup) String() string {
 func (*Dedup) ProtoMessage() {}
 
 func (x *Dedup) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[18]
+	mi := &file_causeway_v1_records_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1415,7 +1486,7 @@ func (x *Dedup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dedup.ProtoReflect.Descriptor instead.
 func (*Dedup) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{18}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Dedup) GetVersion() uint32 {
@@ -1502,7 +1573,7 @@ const file_causeway_v1_records_proto_rawDesc = "" +
 	"\x12CHANGE_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
 	"\x06JOINED\x10\x01\x12\b\n" +
-	"\x04LEFT\x10\x02\"\x81\x02\n" +
+	"\x04LEFT\x10\x02\"\xb6\x02\n" +
 	"\x05Reply\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x1d\n" +
 	"\n" +
@@ -1513,8 +1584,12 @@ const file_causeway_v1_records_proto_rawDesc = "" +
 	"\n" +
 	"subscribed\x18\f \x01(\v2\x17.causeway.v1.SubscribedH\x00R\n" +
 	"subscribed\x12*\n" +
-	"\x05event\x18\r \x01(\v2\x12.causeway.v1.EventH\x00R\x05eventB\x06\n" +
-	"\x04kind\"-\n" +
+	"\x05event\x18\r \x01(\v2\x12.causeway.v1.EventH\x00R\x05event\x123\n" +
+	"\bdetached\x18\x0e \x01(\v2\x15.causeway.v1.DetachedH\x00R\bdetachedB\x06\n" +
+	"\x04kind\"8\n" +
+	"\bDetached\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"-\n" +
 	"\x03Ack\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\"5\n" +
@@ -1561,7 +1636,7 @@ func file_causeway_v1_records_proto_rawDescGZIP() []byte {
 }
 
 var file_causeway_v1_records_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_causeway_v1_records_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_causeway_v1_records_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_causeway_v1_records_proto_goTypes = []any{
 	(Member_Change)(0),    // 0: causeway.v1.Member.Change
 	(*GroupEvent)(nil),    // 1: causeway.v1.GroupEvent
@@ -1576,13 +1651,14 @@ var file_causeway_v1_records_proto_goTypes = []any{
 	(*Message)(nil),       // 10: causeway.v1.Message
 	(*Member)(nil),        // 11: causeway.v1.Member
 	(*Reply)(nil),         // 12: causeway.v1.Reply
-	(*Ack)(nil),           // 13: causeway.v1.Ack
-	(*Error)(nil),         // 14: causeway.v1.Error
-	(*Subscribed)(nil),    // 15: causeway.v1.Subscribed
-	(*GroupMeta)(nil),     // 16: causeway.v1.GroupMeta
-	(*Membership)(nil),    // 17: causeway.v1.Membership
-	(*Attachment)(nil),    // 18: causeway.v1.Attachment
-	(*Dedup)(nil),         // 19: causeway.v1.Dedup
+	(*Detached)(nil),      // 13: causeway.v1.Detached
+	(*Ack)(nil),           // 14: causeway.v1.Ack
+	(*Error)(nil),         // 15: causeway.v1.Error
+	(*Subscribed)(nil),    // 16: causeway.v1.Subscribed
+	(*GroupMeta)(nil),     // 17: causeway.v1.GroupMeta
+	(*Membership)(nil),    // 18: causeway.v1.Membership
+	(*Attachment)(nil),    // 19: causeway.v1.Attachment
+	(*Dedup)(nil),         // 20: causeway.v1.Dedup
 }
 var file_causeway_v1_records_proto_depIdxs = []int32{
 	2,  // 0: causeway.v1.GroupEvent.join:type_name -> causeway.v1.Join
@@ -1596,15 +1672,16 @@ var file_causeway_v1_records_proto_depIdxs = []int32{
 	10, // 8: causeway.v1.Event.msg:type_name -> causeway.v1.Message
 	11, // 9: causeway.v1.Event.member:type_name -> causeway.v1.Member
 	0,  // 10: causeway.v1.Member.change:type_name -> causeway.v1.Member.Change
-	13, // 11: causeway.v1.Reply.ack:type_name -> causeway.v1.Ack
-	14, // 12: causeway.v1.Reply.error:type_name -> causeway.v1.Error
-	15, // 13: causeway.v1.Reply.subscribed:type_name -> causeway.v1.Subscribed
+	14, // 11: causeway.v1.Reply.ack:type_name -> causeway.v1.Ack
+	15, // 12: causeway.v1.Reply.error:type_name -> causeway.v1.Error
+	16, // 13: causeway.v1.Reply.subscribed:type_name -> causeway.v1.Subscribed
 	9,  // 14: causeway.v1.Reply.event:type_name -> causeway.v1.Event
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	13, // 15: causeway.v1.Reply.detached:type_name -> causeway.v1.Detached
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_causeway_v1_records_proto_init() }
@@ -1629,6 +1706,7 @@ func file_causeway_v1_records_proto_init() {
 		(*Reply_Error)(nil),
 		(*Reply_Subscribed)(nil),
 		(*Reply_Event)(nil),
+		(*Reply_Detached)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1636,7 +1714,7 @@ func file_causeway_v1_records_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_causeway_v1_records_proto_rawDesc), len(file_causeway_v1_records_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
