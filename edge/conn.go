@@ -298,12 +298,54 @@ func (c *conn) handle(line []byte, hello *time.Timer) bool {
 		c.log = c.log.With("user", id.User)
 		c.srv.register(c)
 		c.enqueue(marshalFrame(welcomeFrame{Type: "welcome", ID: f.ID, User: id.User, Session: c.session, Edge: cfg.ID}))
+		// The session joins its user's personal stream: that is how
+		// signals find it and what presence counts.
+		own := personalStream(id.User)
+		c.subs[own] = struct{}{}
+		_ = c.srv.produceEvent(c.ctx, own, c.session, id.User, "", &pb.GroupEvent{Kind: &pb.GroupEvent_Attach{Attach: &pb.Attach{Resume: f.Resume}}}, func(err error) {
+			c.log.Warn("attach to the personal stream failed; closing so the client retries", "err", err)
+			go c.closeWith(CloseGoingAway, "going_away: could not register the session; reconnect")
+		})
 		return true
 	}
 	c.bad = 0
 	switch f.Type {
 	case "hello":
 		c.sendError(f.ID, CodeBadRequest, "already authenticated")
+	case "ping":
+		// Answered here, without Kafka: a liveness probe for clients
+		// (browsers) that cannot see WebSocket pings.
+		c.enqueue(marshalFrame(ackFrame{Type: "ack", ID: f.ID}))
+	case "signal":
+		payload, err := compactJSON(f.Payload)
+		if len(f.Payload) > 0 && err != nil {
+			c.sendError(f.ID, CodeBadRequest, "payload is not valid JSON")
+			return c.strike()
+		}
+		sig := &pb.Signal{ToSession: f.ToSession, Call: f.Call, Kind: f.Kind, Payload: payload, TtlMs: cfg.SignalTTL.Milliseconds()}
+		to := f
+		to.Group = personalStream(f.To)
+		c.produce(&to, &pb.GroupEvent{Kind: &pb.GroupEvent_Signal{Signal: sig}})
+		if f.Kind == "answer" {
+			// The user's other sessions stop ringing.
+			own := personalStream(c.id.User)
+			_ = c.srv.produceEvent(c.ctx, own, c.session, c.id.User, "", &pb.GroupEvent{Kind: &pb.GroupEvent_Signal{Signal: &pb.Signal{
+				Call: f.Call, Kind: "answered_elsewhere", TtlMs: sig.TtlMs}}}, func(err error) {
+				c.log.Warn("answered_elsewhere not written", "err", err)
+			})
+		}
+	case "presence":
+		for _, u := range f.Users {
+			g := personalStream(u)
+			c.subs[g] = struct{}{}
+			w := f
+			w.Group, w.ID = g, ""
+			c.produce(&w, &pb.GroupEvent{Kind: &pb.GroupEvent_PresenceWatch{PresenceWatch: &pb.PresenceWatch{}}})
+		}
+		// Each user's state follows as a presence frame from its stream.
+		c.enqueue(marshalFrame(ackFrame{Type: "ack", ID: f.ID}))
+	case "typing":
+		c.produce(&f, &pb.GroupEvent{Kind: &pb.GroupEvent_Typing{Typing: &pb.Typing{}}})
 	case "join":
 		if strings.HasPrefix(f.Group, "u:") {
 			c.sendError(f.ID, CodeForbidden, "groups starting with u: are personal streams")
@@ -317,7 +359,11 @@ func (c *conn) handle(line []byte, hello *time.Timer) bool {
 	case "leave":
 		c.produce(&f, &pb.GroupEvent{Kind: &pb.GroupEvent_Leave{Leave: &pb.Leave{}}})
 	case "subscribe":
-		a := &pb.Attach{}
+		if strings.HasPrefix(f.Group, "u:") {
+			c.sendError(f.ID, CodeForbidden, "personal streams are not subscribed to; use presence and signal")
+			return true
+		}
+		a := &pb.Attach{Presence: f.Presence}
 		if f.Since != nil {
 			a.Since, a.HasSince = *f.Since, true
 		}
@@ -368,3 +414,5 @@ func (c *conn) detachAll() {
 		_ = c.srv.produceEvent(context.Background(), g, c.session, c.id.User, "", &pb.GroupEvent{Kind: &pb.GroupEvent_Detach{Detach: &pb.Detach{}}}, func(error) {})
 	}
 }
+
+func personalStream(user string) string { return "u:" + user }

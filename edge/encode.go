@@ -1,6 +1,8 @@
 package edge
 
 import (
+	"encoding/json"
+
 	pb "github.com/causeway/causeway/schemas/causewaypb"
 )
 
@@ -61,12 +63,40 @@ func encodeReply(r *pb.Reply) []byte {
 	case *pb.Reply_Ack:
 		return marshalFrame(ackFrame{Type: "ack", ID: r.GetRequestId(), Group: k.Ack.GetGroup(), Seq: k.Ack.GetSeq()})
 	case *pb.Reply_Error:
-		return encodeError(r.GetRequestId(), k.Error.GetCode(), k.Error.GetMessage())
+		return marshalFrame(errorFrame{Type: "error", ID: r.GetRequestId(), Code: k.Error.GetCode(), Message: k.Error.GetMessage(), Reason: k.Error.GetReason()})
 	case *pb.Reply_Event:
 		return encodeEvent(k.Event)
 	case *pb.Reply_Subscribed:
 		s := k.Subscribed
 		return marshalFrame(subscribedFrame{Type: "subscribed", ID: r.GetRequestId(), Group: s.GetGroup(), Seq: s.GetSeq(), ReadSeq: s.GetReadSeq(), Recovered: s.GetRecovered()})
+	}
+	return nil
+}
+
+// encodeEphemeral renders an ephemeral frame (signal, presence, typing)
+// of group; nil for a kind this version does not know.
+func encodeEphemeral(group string, e *pb.Ephemeral) []byte {
+	switch k := e.GetKind().(type) {
+	case *pb.Ephemeral_Signal:
+		sig := k.Signal
+		var payload json.RawMessage
+		if p := sig.GetPayload(); len(p) > 0 && json.Valid(p) {
+			payload = p
+		}
+		return marshalFrame(signalFrame{Type: "signal", From: sig.GetFrom(), FromSession: sig.GetFromSession(), Call: sig.GetCall(),
+			CallSeq: sig.GetCallSeq(), Kind: sig.GetKind(), Payload: payload, Ts: sig.GetTsMs()})
+	case *pb.Ephemeral_Presence:
+		p := k.Presence
+		if p.GetCounts() {
+			return marshalFrame(presenceCountsFrame{Type: "presence", Group: p.GetGroup(), Online: p.GetOnline(), Members: p.GetMembers(), Ts: p.GetTsMs()})
+		}
+		return marshalFrame(presenceFrame{Type: "presence", Group: p.GetGroup(), User: p.GetUser(), Status: p.GetStatus(), Sessions: p.GetSessions(), Ts: p.GetTsMs()})
+	case *pb.Ephemeral_Typing:
+		users := k.Typing.GetUsers()
+		if users == nil {
+			users = []string{}
+		}
+		return marshalFrame(typingFrame{Type: "typing", Group: group, Users: users})
 	}
 	return nil
 }

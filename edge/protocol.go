@@ -50,6 +50,10 @@ type ClientFrame struct {
 	Kind        string          `json:"kind,omitempty"`
 	Payload     json.RawMessage `json:"payload,omitempty"`
 	Users       []string        `json:"users,omitempty"`
+	// Presence on subscribe: also push the group's member presence.
+	Presence bool `json:"presence,omitempty"`
+	// Resume on hello: the session this client had before reconnecting.
+	Resume string `json:"resume,omitempty"`
 }
 
 // FrameError is a client-visible failure: one of the documented codes.
@@ -67,7 +71,12 @@ func badRequest(format string, args ...any) *FrameError {
 const (
 	maxIDLen          = 128
 	maxClientMsgIDLen = 128
+	// MaxPresenceUsers bounds one presence request.
+	MaxPresenceUsers = 100
 )
+
+// Signal kinds a client may send (answered_elsewhere is the edge's own).
+var signalKinds = map[string]bool{"offer": true, "answer": true, "ice": true, "bye": true, "cancel": true}
 
 // DecodeClientFrame parses and validates one frame. On failure it still
 // returns the request ID when one could be read, so the error can echo it.
@@ -126,6 +135,10 @@ func (f *ClientFrame) validate() *FrameError {
 		if f.Token == "" {
 			return badRequest("hello needs \"token\"")
 		}
+		if f.Resume != "" && (len(f.Resume) > maxIDLen || !validToken(f.Resume)) {
+			return badRequest("resume must be a session ID")
+		}
+	case "ping":
 	case "join", "leave", "unsubscribe", "typing":
 		return needGroup()
 	case "subscribe":
@@ -154,9 +167,29 @@ func (f *ClientFrame) validate() *FrameError {
 		if f.To == "" || f.Call == "" || f.Kind == "" {
 			return badRequest("signal needs \"to\", \"call\" and \"kind\"")
 		}
+		if !ValidUserID(f.To) {
+			return badRequest("to %q is not a valid user ID", f.To)
+		}
+		if len(f.Call) > maxIDLen || !validToken(f.Call) {
+			return badRequest("call must be 1-%d printable characters", maxIDLen)
+		}
+		if !signalKinds[f.Kind] {
+			return badRequest("signal kind %q: want offer, answer, ice, bye or cancel", f.Kind)
+		}
+		if f.ToSession != "" && (len(f.ToSession) > maxIDLen || !validToken(f.ToSession)) {
+			return badRequest("to_session must be a session ID")
+		}
 	case "presence":
 		if len(f.Users) == 0 {
 			return badRequest("presence needs a non-empty \"users\"")
+		}
+		if len(f.Users) > MaxPresenceUsers {
+			return badRequest("presence takes at most %d users", MaxPresenceUsers)
+		}
+		for _, u := range f.Users {
+			if !ValidUserID(u) {
+				return badRequest("user %q is not a valid user ID", u)
+			}
 		}
 	default:
 		return badRequest("unknown frame type %q", f.Type)
@@ -248,10 +281,45 @@ type errorFrame struct {
 	ID      string `json:"id,omitempty"`
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	Reason  string `json:"reason,omitempty"`
 }
 
 func encodeError(id, code, msg string) []byte {
 	return marshalFrame(errorFrame{Type: "error", ID: id, Code: code, Message: msg})
+}
+
+type signalFrame struct {
+	Type        string          `json:"type"`
+	From        string          `json:"from"`
+	FromSession string          `json:"from_session"`
+	Call        string          `json:"call"`
+	CallSeq     uint64          `json:"call_seq"`
+	Kind        string          `json:"kind"`
+	Payload     json.RawMessage `json:"payload,omitempty"`
+	Ts          int64           `json:"ts"`
+}
+
+type presenceFrame struct {
+	Type     string `json:"type"`
+	Group    string `json:"group,omitempty"`
+	User     string `json:"user,omitempty"`
+	Status   string `json:"status,omitempty"`
+	Sessions uint32 `json:"sessions"`
+	Ts       int64  `json:"ts"`
+}
+
+type presenceCountsFrame struct {
+	Type    string `json:"type"`
+	Group   string `json:"group"`
+	Online  uint32 `json:"online"`
+	Members uint32 `json:"members"`
+	Ts      int64  `json:"ts"`
+}
+
+type typingFrame struct {
+	Type  string   `json:"type"`
+	Group string   `json:"group"`
+	Users []string `json:"users"`
 }
 
 type welcomeFrame struct {

@@ -9,10 +9,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/causeway/causeway/edge/web"
 	"github.com/causeway/causeway/pipeline"
 	"github.com/causeway/causeway/schemas"
 	pb "github.com/causeway/causeway/schemas/causewaypb"
@@ -49,6 +51,9 @@ type Config struct {
 	QueueFrames       int
 	QueueBytes        int
 	SlowConsumerAfter time.Duration
+	// SignalTTL: a signal older than this is never delivered (a stale
+	// offer must not ring), here or by the sequencer.
+	SignalTTL time.Duration
 	// MaxBadFrames in a row close the connection with 4400.
 	MaxBadFrames      int
 	HelloTimeout      time.Duration
@@ -62,6 +67,15 @@ type Config struct {
 	// Registry serves /metrics; the edge registers its metrics on it.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
+
+	// Browser demo (edge/web). DevTokens serves GET /dev/token?user=NAME,
+	// which mints a token signed with Secret for anyone who asks, so an
+	// edge with it on authenticates nobody: only `causeway dev` turns it
+	// on. Minted tokens allow DevTokenGroups and live DevTokenTTL; both
+	// are required when DevTokens is on and ignored otherwise.
+	DevTokens      bool
+	DevTokenGroups []string
+	DevTokenTTL    time.Duration
 }
 
 // DefaultConfig returns the documented defaults (README, configuration).
@@ -75,6 +89,7 @@ func DefaultConfig() Config {
 		QueueFrames:       4096,
 		QueueBytes:        4 << 20,
 		SlowConsumerAfter: 5 * time.Second,
+		SignalTTL:         30 * time.Second,
 		MaxBadFrames:      20,
 		HelloTimeout:      10 * time.Second,
 		WriteTimeout:      10 * time.Second,
@@ -108,21 +123,36 @@ func (c Config) Validate() error {
 		return fmt.Errorf("edge.queue_bytes %d: must be at least edge.max_message_bytes (%d)", c.QueueBytes, c.MaxMessageBytes)
 	case c.MaxBadFrames < 1:
 		return fmt.Errorf("edge.max_bad_frames %d: must be at least 1", c.MaxBadFrames)
-	case c.HelloTimeout <= 0 || c.WriteTimeout <= 0 || c.PingInterval <= 0 || c.PongTimeout <= 0 || c.HeartbeatInterval <= 0 || c.ProduceTimeout <= 0 || c.SlowConsumerAfter <= 0:
+	case c.HelloTimeout <= 0 || c.WriteTimeout <= 0 || c.PingInterval <= 0 || c.PongTimeout <= 0 || c.HeartbeatInterval <= 0 || c.ProduceTimeout <= 0 || c.SlowConsumerAfter <= 0 || c.SignalTTL <= 0:
 		return errors.New("edge timeouts and intervals must be positive")
+	}
+	if c.DevTokens {
+		if c.DevTokenTTL <= 0 {
+			return fmt.Errorf("edge dev token ttl %s: must be positive when dev tokens are on", c.DevTokenTTL)
+		}
+		if len(c.DevTokenGroups) == 0 {
+			return errors.New("edge dev token groups: must not be empty when dev tokens are on")
+		}
+		for _, p := range c.DevTokenGroups {
+			if _, err := path.Match(p, ""); err != nil {
+				return fmt.Errorf("edge dev token group pattern %q: %w", p, err)
+			}
+		}
 	}
 	return nil
 }
 
 type metrics struct {
-	conns      prometheus.Gauge
-	framesIn   *prometheus.CounterVec
-	framesOut  prometheus.Counter
-	errors     *prometheus.CounterVec
-	slow       prometheus.Counter
-	detached   prometheus.Counter
-	deliveries prometheus.Counter
-	undecoded  *prometheus.CounterVec
+	conns     prometheus.Gauge
+	framesIn  *prometheus.CounterVec
+	framesOut prometheus.Counter
+	errors    *prometheus.CounterVec
+	slow      prometheus.Counter
+	detached  prometheus.Counter
+	// signalsExpired counts signals dropped at the edge past their TTL.
+	signalsExpired prometheus.Counter
+	deliveries     prometheus.Counter
+	undecoded      *prometheus.CounterVec
 }
 
 var knownFrames = map[string]bool{"hello": true, "join": true, "leave": true, "subscribe": true, "unsubscribe": true,
@@ -146,6 +176,8 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Name: "causeway_edge_errors_total", Help: "Error frames sent, by code."}, []string{"code"}),
 		slow: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "causeway_edge_slow_consumer_disconnects_total", Help: "Clients cut off for not reading: send queue full, or a write blocked for edge.write_timeout."}),
+		signalsExpired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "causeway_edge_signals_expired_total", Help: "Signals dropped by the edge because they arrived after their TTL."}),
 		detached: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "causeway_edge_sessions_detached_total", Help: "Clients closed with going_away because the sequencer expired their attachment (this edge's heartbeats stopped reaching Kafka)."}),
 		deliveries: prometheus.NewCounter(prometheus.CounterOpts{
@@ -154,7 +186,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Name: "causeway_records_undecodable_total", Help: "Records that could not be decoded and were skipped."}, []string{"topic"}),
 	}
 	if r != nil {
-		r.MustRegister(m.conns, m.framesIn, m.framesOut, m.errors, m.slow, m.detached, m.deliveries, m.undecoded)
+		r.MustRegister(m.conns, m.framesIn, m.framesOut, m.errors, m.slow, m.detached, m.signalsExpired, m.deliveries, m.undecoded)
 	}
 	return m
 }
@@ -251,7 +283,8 @@ func (s *Server) Ready() bool {
 		time.Since(time.Unix(0, last)) < 3*s.cfg.HeartbeatInterval+2*time.Second
 }
 
-// Handler serves /v1/ws, /healthz, /readyz and /metrics.
+// Handler serves /v1/ws, /healthz, /readyz, /metrics, the browser demo at
+// / and, when Config.DevTokens is on, /dev/token.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/ws", s.serveWS)
@@ -266,6 +299,20 @@ func (s *Server) Handler() http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+
+	// Browser demo and client library (edge/web). /dev/token answers 404
+	// unless DevTokens is on; it is registered either way so no static
+	// file can ever be served under that path.
+	var mint web.MintFunc
+	if s.cfg.DevTokens {
+		mint = func(user string) (string, []string, time.Time, error) {
+			now := time.Now()
+			tok, err := Mint(s.cfg.Secret, user, s.cfg.DevTokenGroups, s.cfg.DevTokenTTL, now)
+			return tok, s.cfg.DevTokenGroups, now.Add(s.cfg.DevTokenTTL), err
+		}
+	}
+	mux.Handle("GET /dev/token", web.DevTokenHandler(mint))
+	mux.Handle("GET /", web.Handler())
 	return mux
 }
 
@@ -522,6 +569,20 @@ func (s *Server) route(r *kgo.Record, touched map[*conn]struct{}) {
 	s.m.deliveries.Inc()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if e := d.GetEphemeral(); e != nil && len(d.GetSessions()) > 0 {
+		if sig := e.GetSignal(); sig != nil && time.Now().UnixMilli() > sig.GetTsMs()+sig.GetTtlMs() {
+			// Late (a lagging or failed-over sequencer): a stale offer
+			// must never ring. Clocks of edges are assumed in sync to
+			// well under the TTL.
+			s.m.signalsExpired.Inc()
+		} else if frame := encodeEphemeral(d.GetGroup(), e); frame != nil {
+			for _, id := range d.GetSessions() {
+				if c := s.sessions[id]; c != nil && c.push(frame) {
+					touched[c] = struct{}{}
+				}
+			}
+		}
+	}
 	if ev := d.GetEvent(); ev != nil && len(d.GetSessions()) > 0 {
 		frame := encodeEvent(ev)
 		if frame != nil {

@@ -27,6 +27,12 @@ func newDevCmd() *cobra.Command {
 		}
 		log := newLogger(c.Log)
 		ec := edgeConfig(c, "", c.Dev.HTTPAddr, log)
+		// Dev only: the demo page at / signs in by fetching a token from
+		// /dev/token, which mints one for any user name. No other
+		// command turns this on.
+		ec.DevTokens = true
+		ec.DevTokenGroups = []string{"*"}
+		ec.DevTokenTTL = 12 * time.Hour
 		dc := devcluster.Config{
 			Edges:     c.Dev.Edges,
 			HTTPAddr:  c.Dev.HTTPAddr,
@@ -44,7 +50,7 @@ func newDevCmd() *cobra.Command {
 		out := cmd.OutOrStdout()
 		fmt.Fprintf(out, "causeway dev: broker on %s, data in %s\n", cl.Broker.Addr(), c.Dev.DataDir)
 		for i, e := range cl.Edges {
-			fmt.Fprintf(out, "edge edge-%d: %s (health: http://%s/readyz)\n", i+1, cl.URL(i), e.Addr())
+			fmt.Fprintf(out, "edge edge-%d: %s (health: http://%s/readyz, demo: %s)\n", i+1, cl.URL(i), e.Addr(), cl.PageURL(i))
 		}
 		fmt.Fprintf(out, "mint a token: causeway token --user alice --groups 'room-*'\n")
 		<-ctx.Done()

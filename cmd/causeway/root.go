@@ -23,7 +23,7 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().String("config", "", "YAML config file (or CAUSEWAY_CONFIG)")
 	root.PersistentFlags().String("log-level", "", "debug, info, warn or error")
-	root.AddCommand(newDevCmd(), newBrokerCmd(), newEdgeCmd(), newSequencerCmd(), newTokenCmd(), newClientCmd())
+	root.AddCommand(newDevCmd(), newBrokerCmd(), newEdgeCmd(), newSequencerCmd(), newTokenCmd(), newClientCmd(), newInspectCmd(), newTopicsCmd())
 	return root
 }
 
@@ -92,6 +92,7 @@ func edgeConfig(c config.Config, id, addr string, log *slog.Logger) edge.Config 
 		HeartbeatInterval: c.Edge.Heartbeat,
 		ProduceTimeout:    c.Edge.ProduceTimeout,
 		SlowConsumerAfter: c.Edge.SlowConsumerAfter,
+		SignalTTL:         c.Edge.SignalTTL,
 		Registry:          prometheus.NewRegistry(),
 		Logger:            log,
 	}
@@ -109,6 +110,14 @@ func sequencerConfig(c config.Config, instance string, log *slog.Logger, reg pro
 			HistoryAge:   c.Sequencer.HistoryAge,
 			HistoryBytes: c.Sequencer.HistoryBytes,
 			EdgeTimeout:  c.Sequencer.EdgeTimeout,
+			// Signals carry the edge's TTL; this covers records without.
+			SignalTTL:        c.Edge.SignalTTL,
+			SignalBuffer:     c.Sequencer.SignalBuffer,
+			CallIdle:         c.Sequencer.CallIdle,
+			PresenceWindow:   c.Sequencer.PresenceWindow,
+			PresenceMaxGroup: c.Sequencer.PresenceMaxGroup,
+			TypingWindow:     c.Sequencer.TypingWindow,
+			TypingExpiry:     c.Sequencer.TypingExpiry,
 		},
 		MaxBatch:           c.Sequencer.MaxBatch,
 		SessionTimeout:     c.Sequencer.SessionTimeout,

@@ -61,6 +61,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("sequencer.history_count %d: must be between 0 and 1000000", c.Limits.HistoryCount)
 	case c.Limits.HistoryBytes < 0:
 		return fmt.Errorf("sequencer.history_bytes %d: must not be negative", c.Limits.HistoryBytes)
+	case c.Limits.SignalTTL <= 0 || c.Limits.CallIdle <= 0 || c.Limits.TypingExpiry <= 0:
+		return fmt.Errorf("sequencer signal TTL %s, call idle %s and typing expiry %s must be positive", c.Limits.SignalTTL, c.Limits.CallIdle, c.Limits.TypingExpiry)
+	case c.Limits.PresenceWindow < 0 || c.Limits.TypingWindow < 0:
+		return fmt.Errorf("sequencer presence window %s and typing window %s must not be negative", c.Limits.PresenceWindow, c.Limits.TypingWindow)
+	case c.Limits.SignalBuffer < 1 || c.Limits.PresenceMaxGroup < 1:
+		return fmt.Errorf("sequencer.signal_buffer %d and sequencer.presence_max_group %d must be at least 1", c.Limits.SignalBuffer, c.Limits.PresenceMaxGroup)
 	case c.Limits.HistoryAge < 0 || c.Limits.EdgeTimeout < 0:
 		return errors.New("sequencer.history_age and sequencer.edge_timeout must not be negative")
 	case c.MaxBatch < 1 || c.MaxBatch > 100_000:

@@ -28,7 +28,7 @@ const (
 func histSub(seq uint64) string { return fmt.Sprintf("%020d", seq) }
 
 func stateKey(group, kind, sub string) string {
-	if kind == kindMeta {
+	if kind == kindMeta || kind == kindPresence {
 		return group + keySep + kind
 	}
 	return group + keySep + kind + keySep + sub
@@ -42,7 +42,10 @@ func splitKey(k string) (group, kind, sub string, ok bool) {
 	switch {
 	case len(parts) == 2 && parts[1] == kindMeta:
 		return parts[0], parts[1], "", true
-	case len(parts) == 3 && (parts[1] == kindMember || parts[1] == kindAttach || parts[1] == kindDedup || parts[1] == kindHist):
+	case len(parts) == 2 && parts[1] == kindPresence:
+		return parts[0], parts[1], "", true
+	case len(parts) == 3 && (parts[1] == kindMember || parts[1] == kindAttach || parts[1] == kindDedup || parts[1] == kindHist ||
+		parts[1] == kindWatcher || parts[1] == kindCounter || parts[1] == kindSignal || parts[1] == kindAlias):
 		return parts[0], parts[1], parts[2], true
 	}
 	return "", "", "", false
@@ -56,6 +59,7 @@ const (
 
 type attachment struct {
 	edge, user, incarnation string
+	presence                bool
 }
 
 type dedupEntry struct {
@@ -79,6 +83,11 @@ type group struct {
 
 	// byEdge caches the attached sessions per edge; nil when stale.
 	byEdge map[string][]string
+
+	// stream is set for personal streams (u:<user>).
+	stream *stream
+	// ephem coalesces presence and typing pushes; never changelogged.
+	ephem *ephemeral
 }
 
 func newGroup(id string) *group {
@@ -117,11 +126,30 @@ type Limits struct {
 	// EdgeTimeout expires the attachments of an edge whose heartbeats
 	// stopped, measured in the log's own time (heartbeat timestamps).
 	EdgeTimeout time.Duration
+	// SignalTTL is the TTL of a signal whose edge set none.
+	SignalTTL time.Duration
+	// SignalBuffer bounds the signals kept per call and sender for replay
+	// (an offer is kept over ICE candidates).
+	SignalBuffer int
+	// CallIdle drops a call's counters and session aliases after this long
+	// without a signal.
+	CallIdle time.Duration
+	// PresenceWindow: at most one presence push per user (or group) per
+	// window.
+	PresenceWindow time.Duration
+	// PresenceMaxGroup: groups with more members get online/member counts
+	// instead of per-member presence.
+	PresenceMaxGroup int
+	// TypingWindow: at most one typing push per group per window;
+	// TypingExpiry: a typer is dropped this long after their last frame.
+	TypingWindow, TypingExpiry time.Duration
 }
 
 // DefaultLimits are the documented defaults.
 func DefaultLimits() Limits {
-	return Limits{DedupWindow: 1000, HistoryCount: 1000, HistoryAge: 24 * time.Hour, HistoryBytes: 1 << 20, EdgeTimeout: 15 * time.Second}
+	return Limits{DedupWindow: 1000, HistoryCount: 1000, HistoryAge: 24 * time.Hour, HistoryBytes: 1 << 20, EdgeTimeout: 15 * time.Second,
+		SignalTTL: 30 * time.Second, SignalBuffer: 256, CallIdle: time.Hour,
+		PresenceWindow: time.Second, PresenceMaxGroup: 100, TypingWindow: 500 * time.Millisecond, TypingExpiry: 5 * time.Second}
 }
 
 // edgeLiveness is what a partition knows of one edge from its heartbeats.
@@ -148,13 +176,36 @@ type State struct {
 	// edges is rebuilt from heartbeats (and, after a restore, from the
 	// attachments), not changelogged.
 	edges map[string]*edgeLiveness
+	// now is the latest record timestamp seen: the log's own clock.
+	now int64
+	// pending holds groups and streams with a presence or typing push
+	// held back by its window; signalStreams the streams with buffered
+	// signals, counters or aliases to expire.
+	pending, signalStreams map[string]struct{}
 }
 
 // NewState returns an empty partition state.
 func NewState(l Limits) *State {
 	l.DedupWindow = max(l.DedupWindow, 1)
 	l.HistoryCount = max(l.HistoryCount, 0)
-	return &State{groups: make(map[string]*group), dirty: make(map[string][]byte), limits: l, edges: make(map[string]*edgeLiveness)}
+	// Zero values (partial Limits in tests) take the defaults where zero
+	// would mean "drop at once".
+	d := DefaultLimits()
+	l.SignalBuffer = max(l.SignalBuffer, 1)
+	if l.SignalTTL <= 0 {
+		l.SignalTTL = d.SignalTTL
+	}
+	if l.CallIdle <= 0 {
+		l.CallIdle = d.CallIdle
+	}
+	if l.TypingExpiry <= 0 {
+		l.TypingExpiry = d.TypingExpiry
+	}
+	if l.PresenceMaxGroup <= 0 {
+		l.PresenceMaxGroup = d.PresenceMaxGroup
+	}
+	return &State{groups: make(map[string]*group), dirty: make(map[string][]byte), limits: l, edges: make(map[string]*edgeLiveness),
+		pending: make(map[string]struct{}), signalStreams: make(map[string]struct{})}
 }
 
 // Groups is the number of groups with state.
@@ -223,6 +274,22 @@ func (s *State) Restore(key string, value []byte) bool {
 			delete(g.dedup, sub)
 		case kindHist:
 			g.dropHistory(sub)
+		case kindWatcher:
+			delete(g.str().watchers, sub)
+		case kindCounter:
+			delete(g.str().counters, sub)
+		case kindAlias:
+			delete(g.str().aliases, sub)
+		case kindSignal:
+			st := g.str()
+			for i, sig := range st.signals {
+				if signalSub(sig.GetCall(), sig.GetFrom(), sig.GetCallSeq()) == sub {
+					st.signals = append(st.signals[:i], st.signals[i+1:]...)
+					break
+				}
+			}
+		case kindPresence:
+			g.str().pres = nil
 		}
 		return true
 	}
@@ -244,7 +311,38 @@ func (s *State) Restore(key string, value []byte) bool {
 		if proto.Unmarshal(value, &m) != nil {
 			return false
 		}
-		g.attachments[sub] = attachment{edge: m.GetEdge(), user: m.GetUser(), incarnation: m.GetIncarnation()}
+		g.attachments[sub] = attachment{edge: m.GetEdge(), user: m.GetUser(), incarnation: m.GetIncarnation(), presence: m.GetPresence()}
+	case kindWatcher:
+		var m pb.Attachment
+		if proto.Unmarshal(value, &m) != nil {
+			return false
+		}
+		g.str().watchers[sub] = attachment{edge: m.GetEdge(), user: m.GetUser(), incarnation: m.GetIncarnation()}
+	case kindCounter:
+		var m pb.CallCounter
+		if proto.Unmarshal(value, &m) != nil {
+			return false
+		}
+		g.str().counters[sub] = &m
+	case kindAlias:
+		var m pb.Alias
+		if proto.Unmarshal(value, &m) != nil {
+			return false
+		}
+		g.str().aliases[sub] = &m
+	case kindSignal:
+		var m pb.SignalOut
+		if proto.Unmarshal(value, &m) != nil || signalSub(m.GetCall(), m.GetFrom(), m.GetCallSeq()) != sub {
+			return false
+		}
+		st := g.str()
+		st.signals = append(st.signals, &m)
+	case kindPresence:
+		var m pb.PresenceState
+		if proto.Unmarshal(value, &m) != nil {
+			return false
+		}
+		g.str().pres = &m
 	case kindDedup:
 		var m pb.Dedup
 		if proto.Unmarshal(value, &m) != nil {
@@ -291,8 +389,19 @@ func (s *State) FinishRestore() {
 		// Edges known only from restored attachments start their timeout
 		// at the next heartbeat this partition sees.
 		for _, a := range g.attachments {
-			if s.edges[a.edge] == nil {
-				s.edges[a.edge] = &edgeLiveness{incarnation: a.incarnation}
+			s.seeEdge(a)
+		}
+		if st := g.stream; st != nil {
+			for _, w := range st.watchers {
+				s.seeEdge(w)
+			}
+			sort.SliceStable(st.signals, func(i, j int) bool { return st.signals[i].GetTsMs() < st.signals[j].GetTsMs() })
+			if len(st.signals) > 0 || len(st.counters) > 0 || len(st.aliases) > 0 {
+				s.signalStreams[g.id] = struct{}{}
+			}
+			// What watchers last saw is unknown: the next change is pushed.
+			if st.pres != nil {
+				st.emitted.Status, st.emitted.Sessions = st.pres.GetStatus(), st.pres.GetSessions()
 			}
 		}
 	}
@@ -381,13 +490,22 @@ func (b *builder) out() Output {
 // sequenced (heartbeats, unknown kinds from newer writers) produce nothing.
 func (s *State) Apply(r *pb.GroupEvent) Output {
 	b := builder{group: r.GetGroup()}
+	s.now = max(s.now, r.GetTsMs())
 	if hb := r.GetHeartbeat(); hb != nil {
-		return Output{Deliveries: s.heartbeat(r)}
+		s.heartbeat(&b, r)
+		s.flushPending(&b)
+		return b.out()
 	}
 	if r.GetGroup() == "" {
 		return b.out()
 	}
+	if isStream(r.GetGroup()) {
+		s.applyStream(&b, r)
+		return b.out()
+	}
 	switch k := r.GetKind().(type) {
+	case *pb.GroupEvent_Typing:
+		s.typing(&b, r)
 	case *pb.GroupEvent_Join:
 		s.join(&b, r)
 	case *pb.GroupEvent_Leave:
@@ -464,6 +582,7 @@ func (s *State) join(b *builder, r *pb.GroupEvent) {
 	s.remember(g, ev)
 	b.event(ev, g.recipients())
 	b.ack(r, ev.Seq)
+	s.memberChanged(b, g, r.GetUser())
 }
 
 func (s *State) leave(b *builder, r *pb.GroupEvent) {
@@ -491,6 +610,10 @@ func (s *State) leave(b *builder, r *pb.GroupEvent) {
 			g.byEdge = nil
 		}
 	}
+	if e := g.ephem; e != nil {
+		delete(e.typing, r.GetUser())
+	}
+	s.memberChanged(b, g, r.GetUser())
 }
 
 func (s *State) attach(b *builder, r *pb.GroupEvent, a *pb.Attach) {
@@ -503,15 +626,14 @@ func (s *State) attach(b *builder, r *pb.GroupEvent, a *pb.Attach) {
 		b.fail(r, codeNotMember, "not a member of "+r.GetGroup())
 		return
 	}
-	want := attachment{edge: r.GetEdge(), user: r.GetUser(), incarnation: r.GetIncarnation()}
-	if cur, ok := g.attachments[r.GetSession()]; !ok || cur != want {
+	want := attachment{edge: r.GetEdge(), user: r.GetUser(), incarnation: r.GetIncarnation(), presence: a.GetPresence()}
+	cur, had := g.attachments[r.GetSession()]
+	if !had || cur != want {
 		g.attachments[r.GetSession()] = want
-		s.put(stateKey(g.id, kindAttach, r.GetSession()), &pb.Attachment{Version: schemas.Version, Edge: want.edge, User: want.user, Incarnation: want.incarnation})
+		s.put(stateKey(g.id, kindAttach, r.GetSession()), &pb.Attachment{Version: schemas.Version, Edge: want.edge, User: want.user, Incarnation: want.incarnation, Presence: want.presence})
 		g.byEdge = nil
 	}
-	if s.edges[want.edge] == nil {
-		s.edges[want.edge] = &edgeLiveness{incarnation: want.incarnation}
-	}
+	s.seeEdge(want)
 	// The attach is a record in the group's log, so the replay below and
 	// the live events after it are in one order: no gap, no duplicate
 	// at the seam.
@@ -533,6 +655,12 @@ func (s *State) attach(b *builder, r *pb.GroupEvent, a *pb.Attach) {
 		b.reply(r, &pb.Reply{Kind: &pb.Reply_Event{Event: ev}})
 	}
 	b.ack(r, 0)
+	if want.presence {
+		s.presenceSnapshot(b, g, want.edge, r.GetSession())
+	}
+	if !had {
+		s.memberChanged(b, g, want.user)
+	}
 }
 
 // heartbeat records an edge's liveness and expires the attachments of
@@ -542,7 +670,7 @@ func (s *State) attach(b *builder, r *pb.GroupEvent, a *pb.Attach) {
 // subscribed: it is told which sessions were detached (it closes them with
 // going_away, and they resubscribe with since), or they would wait forever
 // for events that are no longer routed to them.
-func (s *State) heartbeat(r *pb.GroupEvent) []*pb.Delivery {
+func (s *State) heartbeat(b *builder, r *pb.GroupEvent) {
 	now := r.GetTsMs()
 	e := s.edges[r.GetEdge()]
 	if e == nil {
@@ -551,12 +679,11 @@ func (s *State) heartbeat(r *pb.GroupEvent) []*pb.Delivery {
 	}
 	if e.incarnation != r.GetIncarnation() {
 		// The old incarnation's sessions died with it: nobody to tell.
-		s.expire(r.GetEdge(), r.GetIncarnation())
+		s.expire(b, r.GetEdge(), r.GetIncarnation())
 		e.incarnation = r.GetIncarnation()
 	}
 	e.silentSince = 0
 	timeout := s.limits.EdgeTimeout.Milliseconds()
-	var out []*pb.Delivery
 	silent := make([]string, 0, 2)
 	for id, o := range s.edges {
 		if id == r.GetEdge() {
@@ -571,10 +698,9 @@ func (s *State) heartbeat(r *pb.GroupEvent) []*pb.Delivery {
 	}
 	sort.Strings(silent) // map order must not leak into the output
 	for _, id := range silent {
-		out = append(out, detachedNotices(id, s.expire(id, "\x00none"))...)
+		b.order = append(b.order, detachedNotices(id, s.expire(b, id, "\x00none"))...)
 		delete(s.edges, id)
 	}
-	return out
 }
 
 // detachedNotices tells edge which of its sessions were detached, one
@@ -599,21 +725,58 @@ func detachedNotices(edge string, bySession map[string][]string) []*pb.Delivery 
 	return out
 }
 
-// expire detaches every session of edge whose incarnation is not keep and
-// returns them by group.
-func (s *State) expire(edge, keep string) map[string][]string {
+// expire detaches every session (and presence watcher) of edge whose
+// incarnation is not keep and returns the detached sessions by group (not
+// the personal streams: a session closed by its edge also leaves those).
+// Presence follows: the users go offline.
+func (s *State) expire(b *builder, edge, keep string) map[string][]string {
 	var gone map[string][]string
-	for _, g := range s.groups {
+	ids := make([]string, 0, len(s.groups))
+	for id := range s.groups {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids) // the pushes below must not follow map order
+	for _, id := range ids {
+		g := s.groups[id]
+		var users []string
 		for sess, a := range g.attachments {
 			if a.edge == edge && a.incarnation != keep {
 				delete(g.attachments, sess)
 				s.del(stateKey(g.id, kindAttach, sess))
 				g.byEdge = nil
-				if gone == nil {
-					gone = make(map[string][]string)
+				users = append(users, a.user)
+				if st := g.stream; st != nil {
+					if _, ok := st.aliases[sess]; !ok {
+						// Its client may resume elsewhere mid-call.
+						al := &pb.Alias{Version: schemas.Version, TsMs: s.now}
+						st.aliases[sess] = al
+						s.put(stateKey(g.id, kindAlias, sess), al)
+						s.signalStreams[g.id] = struct{}{}
+					}
 				}
-				gone[g.id] = append(gone[g.id], sess)
+				if g.stream == nil {
+					if gone == nil {
+						gone = make(map[string][]string)
+					}
+					gone[g.id] = append(gone[g.id], sess)
+				}
 			}
+		}
+		if st := g.stream; st != nil {
+			for sess, w := range st.watchers {
+				if w.edge == edge && w.incarnation != keep {
+					delete(st.watchers, sess)
+					s.del(stateKey(g.id, kindWatcher, sess))
+				}
+			}
+			if len(users) > 0 {
+				s.presenceChanged(b, g)
+			}
+			continue
+		}
+		sort.Strings(users)
+		for _, u := range users {
+			s.memberChanged(b, g, u)
 		}
 	}
 	return gone
@@ -621,10 +784,11 @@ func (s *State) expire(edge, keep string) map[string][]string {
 
 func (s *State) detach(b *builder, r *pb.GroupEvent) {
 	if g := s.groups[r.GetGroup()]; g != nil {
-		if _, ok := g.attachments[r.GetSession()]; ok {
+		if a, ok := g.attachments[r.GetSession()]; ok {
 			delete(g.attachments, r.GetSession())
 			s.del(stateKey(g.id, kindAttach, r.GetSession()))
 			g.byEdge = nil
+			s.memberChanged(b, g, a.user)
 		}
 	}
 	if r.GetRequestId() != "" {

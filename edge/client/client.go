@@ -46,6 +46,19 @@ type Frame struct {
 	Edge        string          `json:"edge,omitempty"`
 	Code        string          `json:"code,omitempty"`
 	Message     string          `json:"message,omitempty"`
+	Reason      string          `json:"reason,omitempty"`
+	// signal
+	FromSession string          `json:"from_session,omitempty"`
+	Call        string          `json:"call,omitempty"`
+	CallSeq     uint64          `json:"call_seq,omitempty"`
+	Kind        string          `json:"kind,omitempty"`
+	Payload     json.RawMessage `json:"payload,omitempty"`
+	// presence and typing
+	Status   string   `json:"status,omitempty"`
+	Sessions uint32   `json:"sessions,omitempty"`
+	Online   uint32   `json:"online,omitempty"`
+	Members  uint32   `json:"members,omitempty"`
+	Users    []string `json:"users,omitempty"`
 	// Raw is the frame as received.
 	Raw json.RawMessage `json:"-"`
 }
@@ -70,6 +83,9 @@ const (
 type Error struct {
 	Code    string
 	Message string
+	// Reason details some codes, e.g. "offline" for a signal to a user
+	// with no live session.
+	Reason string
 }
 
 func (e *Error) Error() string { return "causeway: " + e.Code + ": " + e.Message }
@@ -102,6 +118,10 @@ type Options struct {
 	// is held up by an application that does not drain Events a missing
 	// pong says nothing about the edge and is not held against it.
 	PongTimeout time.Duration
+	// Resume is the session ID this client had before reconnecting: the
+	// edge redirects signals addressed to it (within their TTL) to the
+	// new session. A Session sets it on every reconnect.
+	Resume string
 }
 
 // withDefaults fills in the zero fields and rejects values that cannot
@@ -183,7 +203,11 @@ func Dial(ctx context.Context, url, token string, opts *Options) (*Client, error
 		go c.keepalive(pctx, o.PingInterval, o.PongTimeout)
 	}
 	go c.read()
-	f, err := c.request(ctx, map[string]any{"type": "hello", "token": token})
+	hello := map[string]any{"type": "hello", "token": token}
+	if o.Resume != "" {
+		hello["resume"] = o.Resume
+	}
+	f, err := c.request(ctx, hello)
 	if err != nil {
 		if ctx.Err() != nil {
 			// The edge upgraded the connection, then went quiet: a
@@ -418,7 +442,7 @@ func (c *Client) request(ctx context.Context, frame map[string]any) (Frame, erro
 			return Frame{}, fmt.Errorf("connection closed: %w", c.Err())
 		}
 		if f.Type == "error" {
-			return f, &Error{Code: f.Code, Message: f.Message}
+			return f, &Error{Code: f.Code, Message: f.Message, Reason: f.Reason}
 		}
 		return f, nil
 	case <-ctx.Done():
@@ -472,4 +496,52 @@ func (c *Client) Send(ctx context.Context, group, clientMsgID string, body any) 
 		return 0, ErrNoSeq
 	}
 	return f.Seq, nil
+}
+
+// SubscribePresence is Subscribe that also asks for the presence of the
+// group's members (presence frames carrying the group).
+func (c *Client) SubscribePresence(ctx context.Context, group string, since *uint64) (Frame, error) {
+	f := map[string]any{"type": "subscribe", "group": group, "presence": true}
+	if since != nil {
+		f["since"] = *since
+	}
+	return c.request(ctx, f)
+}
+
+// Signal sends one 1:1 signaling message to user to (all their sessions,
+// or only toSession when set). It returns once the signal reached the
+// callee's stream; an *Error with Reason "offline" means nobody is there.
+func (c *Client) Signal(ctx context.Context, to, toSession, call, kind string, payload any) error {
+	f := map[string]any{"type": "signal", "to": to, "call": call, "kind": kind}
+	if toSession != "" {
+		f["to_session"] = toSession
+	}
+	if payload != nil {
+		raw, err := json.Marshal(payload)
+		if err != nil {
+			return fmt.Errorf("encode payload: %w", err)
+		}
+		f["payload"] = json.RawMessage(raw)
+	}
+	_, err := c.request(ctx, f)
+	return err
+}
+
+// Presence asks for the presence of users: one presence frame each now,
+// and one on every later change.
+func (c *Client) Presence(ctx context.Context, users ...string) error {
+	_, err := c.request(ctx, map[string]any{"type": "presence", "users": users})
+	return err
+}
+
+// Typing says this user is typing in group.
+func (c *Client) Typing(ctx context.Context, group string) error {
+	_, err := c.request(ctx, map[string]any{"type": "typing", "group": group})
+	return err
+}
+
+// Ping is a round trip to the edge (not to Kafka).
+func (c *Client) Ping(ctx context.Context) error {
+	_, err := c.request(ctx, map[string]any{"type": "ping"})
+	return err
 }

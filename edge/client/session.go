@@ -185,7 +185,8 @@ type Session struct {
 	// those sent are unanswered (at most ResubscribeWindow).
 	resubQueue    []string
 	resubInflight int
-	err           error // why the Session ended
+	watched       map[string]struct{} // users whose presence was asked for
+	err           error               // why the Session ended
 	ended         bool
 }
 
@@ -247,7 +248,7 @@ func Connect(ctx context.Context, cfg SessionConfig) (*Session, error) {
 	if cfg.Order == OrderShuffle {
 		rand.Shuffle(len(s.urls), func(i, j int) { s.urls[i], s.urls[j] = s.urls[j], s.urls[i] })
 	}
-	c, err := s.dial(ctx, 0)
+	c, err := s.dial(ctx, 0, "")
 	if err != nil {
 		return nil, err
 	}
@@ -326,6 +327,16 @@ func (s *Session) Leave(ctx context.Context, group string) error {
 // it subscribed across reconnects until Unsubscribe or Leave. It returns
 // the `subscribed` frame.
 func (s *Session) Subscribe(ctx context.Context, group string) (Frame, error) {
+	return s.subscribe(ctx, group, false)
+}
+
+// SubscribePresence is Subscribe that also asks for the presence of the
+// group's members, kept across reconnects like the subscription.
+func (s *Session) SubscribePresence(ctx context.Context, group string) (Frame, error) {
+	return s.subscribe(ctx, group, true)
+}
+
+func (s *Session) subscribe(ctx context.Context, group string, presence bool) (Frame, error) {
 	var f Frame
 	err := s.do(ctx, func(c *Client) error {
 		s.mu.Lock()
@@ -334,6 +345,7 @@ func (s *Session) Subscribe(ctx context.Context, group string) (Frame, error) {
 			t = &timeline{}
 			s.groups[group] = t
 		}
+		t.presence = presence
 		var since *uint64
 		if t.known {
 			v := t.last
@@ -341,7 +353,11 @@ func (s *Session) Subscribe(ctx context.Context, group string) (Frame, error) {
 		}
 		s.mu.Unlock()
 		var err error
-		f, err = c.Subscribe(ctx, group, since)
+		if presence {
+			f, err = c.SubscribePresence(ctx, group, since)
+		} else {
+			f, err = c.Subscribe(ctx, group, since)
+		}
 		return err
 	})
 	if err != nil {
@@ -504,7 +520,7 @@ func unauthorized(err error) bool {
 // backoff between failed attempts starting at attempt. A refused token is
 // fetched again at once; a second refusal in a row, or a failing token
 // source, is fatal.
-func (s *Session) dial(ctx context.Context, attempt int) (*Client, error) {
+func (s *Session) dial(ctx context.Context, attempt int, resume string) (*Client, error) {
 	if s.cfg.Order == OrderPreferred {
 		s.urlNext = 0
 	}
@@ -521,6 +537,7 @@ func (s *Session) dial(ctx context.Context, attempt int) (*Client, error) {
 		}
 		opts.EventBuffer = s.cfg.EventBuffer
 		opts.PingInterval, opts.PongTimeout = s.cfg.PingInterval, s.cfg.PongTimeout
+		opts.Resume = resume
 		dctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
 		c, err := Dial(dctx, url, token, &opts)
 		cancel()
@@ -596,8 +613,9 @@ func (s *Session) run(ctx context.Context, c *Client) {
 		if err := sleep(ctx, d); err != nil {
 			return
 		}
+		prev := c.Session()
 		var err error
-		c, err = s.dial(ctx, attempt+1)
+		c, err = s.dial(ctx, attempt+1, prev)
 		if err != nil {
 			if ctx.Err() == nil {
 				fatal = err
@@ -609,6 +627,7 @@ func (s *Session) run(ctx context.Context, c *Client) {
 		s.stats.reconnects.Add(1)
 		s.setCurrent(c)
 		s.resubscribeAll(ctx, c)
+		s.rewatch(ctx, c)
 		s.log.Info("reconnected", "edge", c.Edge(), "session", c.Session())
 	}
 }
@@ -626,10 +645,11 @@ func (s *Session) release(c *Client) {
 // answers are not awaited: they are handled in order by pump, which
 // cannot wait for an answer that only its own reading lets through.
 type subscribeFrame struct {
-	Type  string  `json:"type"`
-	ID    string  `json:"id"`
-	Group string  `json:"group"`
-	Since *uint64 `json:"since,omitempty"`
+	Type     string  `json:"type"`
+	ID       string  `json:"id"`
+	Group    string  `json:"group"`
+	Since    *uint64 `json:"since,omitempty"`
+	Presence bool    `json:"presence,omitempty"`
 }
 
 // ownSub is one of the Session's own subscribes in flight.
@@ -690,7 +710,7 @@ func (s *Session) nextResubscribesLocked() []byte {
 // subscribeLocked builds an own subscribe for group from its position and
 // marks it in flight. s.mu is held.
 func (s *Session) subscribeLocked(group string, t *timeline, queued bool) []byte {
-	f := subscribeFrame{Type: "subscribe", ID: "cw" + strconv.FormatUint(s.nextID.Add(1), 10), Group: group}
+	f := subscribeFrame{Type: "subscribe", ID: "cw" + strconv.FormatUint(s.nextID.Add(1), 10), Group: group, Presence: t.presence}
 	if t.known {
 		v := t.last
 		f.Since = &v
@@ -850,8 +870,9 @@ const (
 // timeline is the Session's position in one subscribed group. Pure
 // bookkeeping: no I/O, guarded by Session.mu.
 type timeline struct {
-	last  uint64 // seq of the last event delivered to the application
-	known bool   // last is a position (set by a subscribed frame or event)
+	presence bool   // subscribed with member presence
+	last     uint64 // seq of the last event delivered to the application
+	known    bool   // last is a position (set by a subscribed frame or event)
 	// rebase accepts the next event above last even if it is not last+1:
 	// the server said what lies between is gone (recovered=false).
 	rebase bool
@@ -910,4 +931,74 @@ func (t *timeline) subscribed(f Frame) (lost bool) {
 	t.rebase = true
 	t.gapAt = 0
 	return true
+}
+
+// rewatch asks again, on a new connection, for the presence of every user
+// asked for before (a watch lives as long as its session). The answers are
+// presence frames on Events; the request itself is not awaited by run,
+// which must go on pumping.
+func (s *Session) rewatch(ctx context.Context, c *Client) {
+	s.mu.Lock()
+	users := make([]string, 0, len(s.watched))
+	for u := range s.watched {
+		users = append(users, u)
+	}
+	s.mu.Unlock()
+	for len(users) > 0 {
+		n := min(len(users), maxPresenceUsers)
+		batch := users[:n]
+		users = users[n:]
+		go func() {
+			if err := c.Presence(ctx, batch...); err != nil {
+				s.log.Info("presence request after reconnect failed", "err", err)
+			}
+		}()
+	}
+}
+
+// maxPresenceUsers is the edge's limit per presence frame.
+const maxPresenceUsers = 100
+
+// Presence asks for the presence of users (a presence frame each on
+// Events now and on every change), and again after every reconnect.
+func (s *Session) Presence(ctx context.Context, users ...string) error {
+	s.mu.Lock()
+	if s.watched == nil {
+		s.watched = make(map[string]struct{})
+	}
+	for _, u := range users {
+		s.watched[u] = struct{}{}
+	}
+	s.mu.Unlock()
+	for len(users) > 0 {
+		n := min(len(users), maxPresenceUsers)
+		batch := users[:n]
+		users = users[n:]
+		if err := s.do(ctx, func(c *Client) error { return c.Presence(ctx, batch...) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Signal sends one signal on the current connection. It is not retried:
+// a signal whose answer was lost with the connection may have been
+// delivered, and a second offer would ring twice. An *Error with Reason
+// "offline" means the callee has no live session.
+func (s *Session) Signal(ctx context.Context, to, toSession, call, kind string, payload any) error {
+	c, err := s.client(ctx)
+	if err != nil {
+		return err
+	}
+	return c.Signal(ctx, to, toSession, call, kind, payload)
+}
+
+// Typing says this user is typing in group (not retried: it is stale by
+// the time a reconnect is done).
+func (s *Session) Typing(ctx context.Context, group string) error {
+	c, err := s.client(ctx)
+	if err != nil {
+		return err
+	}
+	return c.Typing(ctx, group)
 }

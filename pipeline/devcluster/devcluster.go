@@ -162,6 +162,9 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 // URL is edge i's WebSocket URL.
 func (c *Cluster) URL(i int) string { return "ws://" + c.Edges[i].Addr() + "/v1/ws" }
 
+// PageURL is edge i's browser demo page (edge/web).
+func (c *Cluster) PageURL(i int) string { return "http://" + c.Edges[i].Addr() + "/" }
+
 // Close stops the edges (they flush their producers), then the sequencer
 // (it ends its transaction), then the broker (it flushes its data dir).
 func (c *Cluster) Close() error {

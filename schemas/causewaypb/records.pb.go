@@ -80,7 +80,7 @@ func (x Member_Change) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Member_Change.Descriptor instead.
 func (Member_Change) EnumDescriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{10, 0}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{17, 0}
 }
 
 // GroupEvent is a record of the group log (topic `causeway.groups`), keyed by
@@ -110,6 +110,9 @@ type GroupEvent struct {
 	//	*GroupEvent_Detach
 	//	*GroupEvent_Send
 	//	*GroupEvent_Heartbeat
+	//	*GroupEvent_Signal
+	//	*GroupEvent_PresenceWatch
+	//	*GroupEvent_Typing
 	Kind          isGroupEvent_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -262,6 +265,33 @@ func (x *GroupEvent) GetHeartbeat() *EdgeHeartbeat {
 	return nil
 }
 
+func (x *GroupEvent) GetSignal() *Signal {
+	if x != nil {
+		if x, ok := x.Kind.(*GroupEvent_Signal); ok {
+			return x.Signal
+		}
+	}
+	return nil
+}
+
+func (x *GroupEvent) GetPresenceWatch() *PresenceWatch {
+	if x != nil {
+		if x, ok := x.Kind.(*GroupEvent_PresenceWatch); ok {
+			return x.PresenceWatch
+		}
+	}
+	return nil
+}
+
+func (x *GroupEvent) GetTyping() *Typing {
+	if x != nil {
+		if x, ok := x.Kind.(*GroupEvent_Typing); ok {
+			return x.Typing
+		}
+	}
+	return nil
+}
+
 type isGroupEvent_Kind interface {
 	isGroupEvent_Kind()
 }
@@ -290,6 +320,23 @@ type GroupEvent_Heartbeat struct {
 	Heartbeat *EdgeHeartbeat `protobuf:"bytes,15,opt,name=heartbeat,proto3,oneof"`
 }
 
+type GroupEvent_Signal struct {
+	// Written to a personal stream `u:<to>`: 1:1 signaling from `user`'s
+	// `session` to the stream's user.
+	Signal *Signal `protobuf:"bytes,16,opt,name=signal,proto3,oneof"`
+}
+
+type GroupEvent_PresenceWatch struct {
+	// Written to a personal stream `u:<user>`: the session wants that
+	// user's presence, now and on every change, until it detaches.
+	PresenceWatch *PresenceWatch `protobuf:"bytes,17,opt,name=presence_watch,json=presenceWatch,proto3,oneof"`
+}
+
+type GroupEvent_Typing struct {
+	// Written to a group: `user` is typing. Ephemeral: never stored.
+	Typing *Typing `protobuf:"bytes,18,opt,name=typing,proto3,oneof"`
+}
+
 func (*GroupEvent_Join) isGroupEvent_Kind() {}
 
 func (*GroupEvent_Leave) isGroupEvent_Kind() {}
@@ -302,6 +349,166 @@ func (*GroupEvent_Send) isGroupEvent_Kind() {}
 
 func (*GroupEvent_Heartbeat) isGroupEvent_Kind() {}
 
+func (*GroupEvent_Signal) isGroupEvent_Kind() {}
+
+func (*GroupEvent_PresenceWatch) isGroupEvent_Kind() {}
+
+func (*GroupEvent_Typing) isGroupEvent_Kind() {}
+
+type Signal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this session of the stream's user (empty: all of them).
+	ToSession string `protobuf:"bytes,1,opt,name=to_session,json=toSession,proto3" json:"to_session,omitempty"`
+	Call      string `protobuf:"bytes,2,opt,name=call,proto3" json:"call,omitempty"`
+	// offer, answer, ice, bye, cancel, or answered_elsewhere (written by an
+	// edge to its own user's stream when one of the user's sessions
+	// answers, so the others stop ringing).
+	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The client's JSON payload, compact.
+	Payload []byte `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
+	// Signals older than this (from ts_ms) are never delivered.
+	TtlMs         int64 `protobuf:"varint,5,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Signal) Reset() {
+	*x = Signal{}
+	mi := &file_causeway_v1_records_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Signal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Signal) ProtoMessage() {}
+
+func (x *Signal) ProtoReflect() protoreflect.Message {
+	mi := &file_causeway_v1_records_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Signal.ProtoReflect.Descriptor instead.
+func (*Signal) Descriptor() ([]byte, []int) {
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Signal) GetToSession() string {
+	if x != nil {
+		return x.ToSession
+	}
+	return ""
+}
+
+func (x *Signal) GetCall() string {
+	if x != nil {
+		return x.Call
+	}
+	return ""
+}
+
+func (x *Signal) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Signal) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *Signal) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+type PresenceWatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceWatch) Reset() {
+	*x = PresenceWatch{}
+	mi := &file_causeway_v1_records_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceWatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceWatch) ProtoMessage() {}
+
+func (x *PresenceWatch) ProtoReflect() protoreflect.Message {
+	mi := &file_causeway_v1_records_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceWatch.ProtoReflect.Descriptor instead.
+func (*PresenceWatch) Descriptor() ([]byte, []int) {
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{2}
+}
+
+type Typing struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Typing) Reset() {
+	*x = Typing{}
+	mi := &file_causeway_v1_records_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Typing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Typing) ProtoMessage() {}
+
+func (x *Typing) ProtoReflect() protoreflect.Message {
+	mi := &file_causeway_v1_records_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Typing.ProtoReflect.Descriptor instead.
+func (*Typing) Descriptor() ([]byte, []int) {
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{3}
+}
+
 type Join struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -310,7 +517,7 @@ type Join struct {
 
 func (x *Join) Reset() {
 	*x = Join{}
-	mi := &file_causeway_v1_records_proto_msgTypes[1]
+	mi := &file_causeway_v1_records_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -322,7 +529,7 @@ func (x *Join) String() string {
 func (*Join) ProtoMessage() {}
 
 func (x *Join) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[1]
+	mi := &file_causeway_v1_records_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -335,7 +542,7 @@ func (x *Join) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Join.ProtoReflect.Descriptor instead.
 func (*Join) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{1}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{4}
 }
 
 type Leave struct {
@@ -346,7 +553,7 @@ type Leave struct {
 
 func (x *Leave) Reset() {
 	*x = Leave{}
-	mi := &file_causeway_v1_records_proto_msgTypes[2]
+	mi := &file_causeway_v1_records_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -358,7 +565,7 @@ func (x *Leave) String() string {
 func (*Leave) ProtoMessage() {}
 
 func (x *Leave) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[2]
+	mi := &file_causeway_v1_records_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -371,22 +578,28 @@ func (x *Leave) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Leave.ProtoReflect.Descriptor instead.
 func (*Leave) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{2}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{5}
 }
 
 // Attach subscribes a session to the group's live stream.
 type Attach struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Last seq the client saw; has_since tells 0 from absent.
-	Since         uint64 `protobuf:"varint,1,opt,name=since,proto3" json:"since,omitempty"`
-	HasSince      bool   `protobuf:"varint,2,opt,name=has_since,json=hasSince,proto3" json:"has_since,omitempty"`
+	Since    uint64 `protobuf:"varint,1,opt,name=since,proto3" json:"since,omitempty"`
+	HasSince bool   `protobuf:"varint,2,opt,name=has_since,json=hasSince,proto3" json:"has_since,omitempty"`
+	// Group attach: also push the presence of the group's members.
+	Presence bool `protobuf:"varint,3,opt,name=presence,proto3" json:"presence,omitempty"`
+	// Personal-stream attach after a reconnect: the session this client had
+	// before. Signals addressed to it (within their TTL) are replayed to
+	// the new session, and later ones are redirected.
+	Resume        string `protobuf:"bytes,4,opt,name=resume,proto3" json:"resume,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Attach) Reset() {
 	*x = Attach{}
-	mi := &file_causeway_v1_records_proto_msgTypes[3]
+	mi := &file_causeway_v1_records_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -398,7 +611,7 @@ func (x *Attach) String() string {
 func (*Attach) ProtoMessage() {}
 
 func (x *Attach) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[3]
+	mi := &file_causeway_v1_records_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -411,7 +624,7 @@ func (x *Attach) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attach.ProtoReflect.Descriptor instead.
 func (*Attach) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{3}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Attach) GetSince() uint64 {
@@ -428,6 +641,20 @@ func (x *Attach) GetHasSince() bool {
 	return false
 }
 
+func (x *Attach) GetPresence() bool {
+	if x != nil {
+		return x.Presence
+	}
+	return false
+}
+
+func (x *Attach) GetResume() string {
+	if x != nil {
+		return x.Resume
+	}
+	return ""
+}
+
 // Detach unsubscribes a session (unsubscribe, or the connection closed).
 type Detach struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -437,7 +664,7 @@ type Detach struct {
 
 func (x *Detach) Reset() {
 	*x = Detach{}
-	mi := &file_causeway_v1_records_proto_msgTypes[4]
+	mi := &file_causeway_v1_records_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -449,7 +676,7 @@ func (x *Detach) String() string {
 func (*Detach) ProtoMessage() {}
 
 func (x *Detach) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[4]
+	mi := &file_causeway_v1_records_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -462,7 +689,7 @@ func (x *Detach) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Detach.ProtoReflect.Descriptor instead.
 func (*Detach) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{4}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{7}
 }
 
 type Send struct {
@@ -476,7 +703,7 @@ type Send struct {
 
 func (x *Send) Reset() {
 	*x = Send{}
-	mi := &file_causeway_v1_records_proto_msgTypes[5]
+	mi := &file_causeway_v1_records_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -488,7 +715,7 @@ func (x *Send) String() string {
 func (*Send) ProtoMessage() {}
 
 func (x *Send) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[5]
+	mi := &file_causeway_v1_records_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -501,7 +728,7 @@ func (x *Send) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Send.ProtoReflect.Descriptor instead.
 func (*Send) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{5}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Send) GetClientMsgId() string {
@@ -532,7 +759,7 @@ type EdgeHeartbeat struct {
 
 func (x *EdgeHeartbeat) Reset() {
 	*x = EdgeHeartbeat{}
-	mi := &file_causeway_v1_records_proto_msgTypes[6]
+	mi := &file_causeway_v1_records_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +771,7 @@ func (x *EdgeHeartbeat) String() string {
 func (*EdgeHeartbeat) ProtoMessage() {}
 
 func (x *EdgeHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[6]
+	mi := &file_causeway_v1_records_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +784,7 @@ func (x *EdgeHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EdgeHeartbeat.ProtoReflect.Descriptor instead.
 func (*EdgeHeartbeat) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{6}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *EdgeHeartbeat) GetIntervalMs() int64 {
@@ -578,20 +805,23 @@ func (x *EdgeHeartbeat) GetSlot() int32 {
 // the partition (slot) consumed by `edge`. It carries at most one timeline
 // event for the edge's local `sessions`, and replies to single sessions.
 type Delivery struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	Edge          string                 `protobuf:"bytes,2,opt,name=edge,proto3" json:"edge,omitempty"`
-	Group         string                 `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"`
-	Event         *Event                 `protobuf:"bytes,4,opt,name=event,proto3" json:"event,omitempty"`
-	Sessions      []string               `protobuf:"bytes,5,rep,name=sessions,proto3" json:"sessions,omitempty"`
-	Replies       []*Reply               `protobuf:"bytes,6,rep,name=replies,proto3" json:"replies,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Version  uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Edge     string                 `protobuf:"bytes,2,opt,name=edge,proto3" json:"edge,omitempty"`
+	Group    string                 `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"`
+	Event    *Event                 `protobuf:"bytes,4,opt,name=event,proto3" json:"event,omitempty"`
+	Sessions []string               `protobuf:"bytes,5,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	Replies  []*Reply               `protobuf:"bytes,6,rep,name=replies,proto3" json:"replies,omitempty"`
+	// An ephemeral (never stored, no seq) frame for `sessions`; a delivery
+	// carries either `event` or `ephemeral`.
+	Ephemeral     *Ephemeral `protobuf:"bytes,7,opt,name=ephemeral,proto3" json:"ephemeral,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_causeway_v1_records_proto_msgTypes[7]
+	mi := &file_causeway_v1_records_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +833,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[7]
+	mi := &file_causeway_v1_records_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -616,7 +846,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{7}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Delivery) GetVersion() uint32 {
@@ -661,6 +891,370 @@ func (x *Delivery) GetReplies() []*Reply {
 	return nil
 }
 
+func (x *Delivery) GetEphemeral() *Ephemeral {
+	if x != nil {
+		return x.Ephemeral
+	}
+	return nil
+}
+
+type Ephemeral struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*Ephemeral_Signal
+	//	*Ephemeral_Presence
+	//	*Ephemeral_Typing
+	Kind          isEphemeral_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Ephemeral) Reset() {
+	*x = Ephemeral{}
+	mi := &file_causeway_v1_records_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Ephemeral) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Ephemeral) ProtoMessage() {}
+
+func (x *Ephemeral) ProtoReflect() protoreflect.Message {
+	mi := &file_causeway_v1_records_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Ephemeral.ProtoReflect.Descriptor instead.
+func (*Ephemeral) Descriptor() ([]byte, []int) {
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Ephemeral) GetKind() isEphemeral_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *Ephemeral) GetSignal() *SignalOut {
+	if x != nil {
+		if x, ok := x.Kind.(*Ephemeral_Signal); ok {
+			return x.Signal
+		}
+	}
+	return nil
+}
+
+func (x *Ephemeral) GetPresence() *PresenceOut {
+	if x != nil {
+		if x, ok := x.Kind.(*Ephemeral_Presence); ok {
+			return x.Presence
+		}
+	}
+	return nil
+}
+
+func (x *Ephemeral) GetTyping() *TypingOut {
+	if x != nil {
+		if x, ok := x.Kind.(*Ephemeral_Typing); ok {
+			return x.Typing
+		}
+	}
+	return nil
+}
+
+type isEphemeral_Kind interface {
+	isEphemeral_Kind()
+}
+
+type Ephemeral_Signal struct {
+	Signal *SignalOut `protobuf:"bytes,1,opt,name=signal,proto3,oneof"`
+}
+
+type Ephemeral_Presence struct {
+	Presence *PresenceOut `protobuf:"bytes,2,opt,name=presence,proto3,oneof"`
+}
+
+type Ephemeral_Typing struct {
+	Typing *TypingOut `protobuf:"bytes,3,opt,name=typing,proto3,oneof"`
+}
+
+func (*Ephemeral_Signal) isEphemeral_Kind() {}
+
+func (*Ephemeral_Presence) isEphemeral_Kind() {}
+
+func (*Ephemeral_Typing) isEphemeral_Kind() {}
+
+type SignalOut struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	From        string                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	FromSession string                 `protobuf:"bytes,2,opt,name=from_session,json=fromSession,proto3" json:"from_session,omitempty"`
+	Call        string                 `protobuf:"bytes,3,opt,name=call,proto3" json:"call,omitempty"`
+	// Counts the call's signals from this sender: 1, 2, 3...
+	CallSeq uint64 `protobuf:"varint,4,opt,name=call_seq,json=callSeq,proto3" json:"call_seq,omitempty"`
+	Kind    string `protobuf:"bytes,5,opt,name=kind,proto3" json:"kind,omitempty"`
+	Payload []byte `protobuf:"bytes,6,opt,name=payload,proto3" json:"payload,omitempty"`
+	TsMs    int64  `protobuf:"varint,7,opt,name=ts_ms,json=tsMs,proto3" json:"ts_ms,omitempty"`
+	TtlMs   int64  `protobuf:"varint,8,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	// The session it was addressed to (empty: every session). Kept in the
+	// changelog's signal buffer; edges ignore it.
+	ToSession     string `protobuf:"bytes,9,opt,name=to_session,json=toSession,proto3" json:"to_session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignalOut) Reset() {
+	*x = SignalOut{}
+	mi := &file_causeway_v1_records_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignalOut) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignalOut) ProtoMessage() {}
+
+func (x *SignalOut) ProtoReflect() protoreflect.Message {
+	mi := &file_causeway_v1_records_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignalOut.ProtoReflect.Descriptor instead.
+func (*SignalOut) Descriptor() ([]byte, []int) {
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SignalOut) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *SignalOut) GetFromSession() string {
+	if x != nil {
+		return x.FromSession
+	}
+	return ""
+}
+
+func (x *SignalOut) GetCall() string {
+	if x != nil {
+		return x.Call
+	}
+	return ""
+}
+
+func (x *SignalOut) GetCallSeq() uint64 {
+	if x != nil {
+		return x.CallSeq
+	}
+	return 0
+}
+
+func (x *SignalOut) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *SignalOut) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *SignalOut) GetTsMs() int64 {
+	if x != nil {
+		return x.TsMs
+	}
+	return 0
+}
+
+func (x *SignalOut) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+func (x *SignalOut) GetToSession() string {
+	if x != nil {
+		return x.ToSession
+	}
+	return ""
+}
+
+type PresenceOut struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Per-user presence: user, status (online/offline), sessions, ts_ms (the
+	// last change). With group set, it is the presence of a member of that
+	// group (online: has a session subscribed to the group).
+	User     string `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Status   string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	Sessions uint32 `protobuf:"varint,3,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	TsMs     int64  `protobuf:"varint,4,opt,name=ts_ms,json=tsMs,proto3" json:"ts_ms,omitempty"`
+	Group    string `protobuf:"bytes,5,opt,name=group,proto3" json:"group,omitempty"`
+	// Groups over the presence size limit get counts instead of users.
+	Online        uint32 `protobuf:"varint,6,opt,name=online,proto3" json:"online,omitempty"`
+	Members       uint32 `protobuf:"varint,7,opt,name=members,proto3" json:"members,omitempty"`
+	Counts        bool   `protobuf:"varint,8,opt,name=counts,proto3" json:"counts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceOut) Reset() {
+	*x = PresenceOut{}
+	mi := &file_causeway_v1_records_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceOut) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceOut) ProtoMessage() {}
+
+func (x *PresenceOut) ProtoReflect() protoreflect.Message {
+	mi := &file_causeway_v1_records_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceOut.ProtoReflect.Descriptor instead.
+func (*PresenceOut) Descriptor() ([]byte, []int) {
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PresenceOut) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *PresenceOut) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *PresenceOut) GetSessions() uint32 {
+	if x != nil {
+		return x.Sessions
+	}
+	return 0
+}
+
+func (x *PresenceOut) GetTsMs() int64 {
+	if x != nil {
+		return x.TsMs
+	}
+	return 0
+}
+
+func (x *PresenceOut) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *PresenceOut) GetOnline() uint32 {
+	if x != nil {
+		return x.Online
+	}
+	return 0
+}
+
+func (x *PresenceOut) GetMembers() uint32 {
+	if x != nil {
+		return x.Members
+	}
+	return 0
+}
+
+func (x *PresenceOut) GetCounts() bool {
+	if x != nil {
+		return x.Counts
+	}
+	return false
+}
+
+type TypingOut struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Users         []string               `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TypingOut) Reset() {
+	*x = TypingOut{}
+	mi := &file_causeway_v1_records_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TypingOut) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TypingOut) ProtoMessage() {}
+
+func (x *TypingOut) ProtoReflect() protoreflect.Message {
+	mi := &file_causeway_v1_records_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TypingOut.ProtoReflect.Descriptor instead.
+func (*TypingOut) Descriptor() ([]byte, []int) {
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *TypingOut) GetUsers() []string {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
 // Event is a sequenced timeline event of a group.
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -678,7 +1272,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_causeway_v1_records_proto_msgTypes[8]
+	mi := &file_causeway_v1_records_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +1284,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[8]
+	mi := &file_causeway_v1_records_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +1297,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{8}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Event) GetGroup() string {
@@ -779,7 +1373,7 @@ type Message struct {
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_causeway_v1_records_proto_msgTypes[9]
+	mi := &file_causeway_v1_records_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -791,7 +1385,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[9]
+	mi := &file_causeway_v1_records_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -804,7 +1398,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{9}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Message) GetFrom() string {
@@ -838,7 +1432,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_causeway_v1_records_proto_msgTypes[10]
+	mi := &file_causeway_v1_records_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +1444,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[10]
+	mi := &file_causeway_v1_records_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +1457,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{10}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Member) GetUser() string {
@@ -899,7 +1493,7 @@ type Reply struct {
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_causeway_v1_records_proto_msgTypes[11]
+	mi := &file_causeway_v1_records_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +1505,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[11]
+	mi := &file_causeway_v1_records_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -924,7 +1518,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{11}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Reply) GetSession() string {
@@ -1042,7 +1636,7 @@ type Detached struct {
 
 func (x *Detached) Reset() {
 	*x = Detached{}
-	mi := &file_causeway_v1_records_proto_msgTypes[12]
+	mi := &file_causeway_v1_records_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +1648,7 @@ func (x *Detached) String() string {
 func (*Detached) ProtoMessage() {}
 
 func (x *Detached) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[12]
+	mi := &file_causeway_v1_records_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +1661,7 @@ func (x *Detached) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Detached.ProtoReflect.Descriptor instead.
 func (*Detached) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{12}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Detached) GetGroup() string {
@@ -1095,7 +1689,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_causeway_v1_records_proto_msgTypes[13]
+	mi := &file_causeway_v1_records_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1701,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[13]
+	mi := &file_causeway_v1_records_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1714,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{13}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Ack) GetGroup() string {
@@ -1140,15 +1734,17 @@ func (x *Ack) GetSeq() uint64 {
 type Error struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One of PROTOCOL.md's error codes, e.g. "not_member".
-	Code          string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
-	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Code    string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// A machine-readable detail, e.g. "offline" for a signal to nobody.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_causeway_v1_records_proto_msgTypes[14]
+	mi := &file_causeway_v1_records_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1160,7 +1756,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[14]
+	mi := &file_causeway_v1_records_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1173,7 +1769,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{14}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Error) GetCode() string {
@@ -1190,6 +1786,13 @@ func (x *Error) GetMessage() string {
 	return ""
 }
 
+func (x *Error) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type Subscribed struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
@@ -1202,7 +1805,7 @@ type Subscribed struct {
 
 func (x *Subscribed) Reset() {
 	*x = Subscribed{}
-	mi := &file_causeway_v1_records_proto_msgTypes[15]
+	mi := &file_causeway_v1_records_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1817,7 @@ func (x *Subscribed) String() string {
 func (*Subscribed) ProtoMessage() {}
 
 func (x *Subscribed) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[15]
+	mi := &file_causeway_v1_records_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1830,7 @@ func (x *Subscribed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscribed.ProtoReflect.Descriptor instead.
 func (*Subscribed) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{15}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Subscribed) GetGroup() string {
@@ -1268,6 +1871,14 @@ func (x *Subscribed) GetRecovered() bool {
 //	"a" + session    -> Attachment
 //	"d" + dedup key  -> Dedup
 //	"h" + seq (20 digits, zero-padded) -> Event (the group's history)
+//
+// Personal streams (`u:<user>`) use "a" for the user's sessions and:
+//
+//	"w" + session                    -> Attachment (a presence watcher)
+//	"c" + call + "\x00" + sender      -> CallCounter
+//	"s" + call + "\x00" + sender + "\x00" + call_seq (10 digits) -> SignalOut
+//	"r" + old session                -> Alias (resumed as a new session)
+//	"p"                              -> PresenceState
 type GroupMeta struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Version uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -1281,7 +1892,7 @@ type GroupMeta struct {
 
 func (x *GroupMeta) Reset() {
 	*x = GroupMeta{}
-	mi := &file_causeway_v1_records_proto_msgTypes[16]
+	mi := &file_causeway_v1_records_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1904,7 @@ func (x *GroupMeta) String() string {
 func (*GroupMeta) ProtoMessage() {}
 
 func (x *GroupMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[16]
+	mi := &file_causeway_v1_records_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1917,7 @@ func (x *GroupMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMeta.ProtoReflect.Descriptor instead.
 func (*GroupMeta) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{16}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GroupMeta) GetVersion() uint32 {
@@ -1340,7 +1951,7 @@ type Membership struct {
 
 func (x *Membership) Reset() {
 	*x = Membership{}
-	mi := &file_causeway_v1_records_proto_msgTypes[17]
+	mi := &file_causeway_v1_records_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1352,7 +1963,7 @@ func (x *Membership) String() string {
 func (*Membership) ProtoMessage() {}
 
 func (x *Membership) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[17]
+	mi := &file_causeway_v1_records_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1365,7 +1976,7 @@ func (x *Membership) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Membership.ProtoReflect.Descriptor instead.
 func (*Membership) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{17}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Membership) GetVersion() uint32 {
@@ -1383,18 +1994,20 @@ func (x *Membership) GetJoinedSeq() uint64 {
 }
 
 type Attachment struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	Edge          string                 `protobuf:"bytes,2,opt,name=edge,proto3" json:"edge,omitempty"`
-	User          string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
-	Incarnation   string                 `protobuf:"bytes,4,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Version     uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Edge        string                 `protobuf:"bytes,2,opt,name=edge,proto3" json:"edge,omitempty"`
+	User        string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	Incarnation string                 `protobuf:"bytes,4,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	// The session asked for the group's member presence.
+	Presence      bool `protobuf:"varint,5,opt,name=presence,proto3" json:"presence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Attachment) Reset() {
 	*x = Attachment{}
-	mi := &file_causeway_v1_records_proto_msgTypes[18]
+	mi := &file_causeway_v1_records_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1406,7 +2019,7 @@ func (x *Attachment) String() string {
 func (*Attachment) ProtoMessage() {}
 
 func (x *Attachment) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[18]
+	mi := &file_causeway_v1_records_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1419,7 +2032,7 @@ func (x *Attachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attachment.ProtoReflect.Descriptor instead.
 func (*Attachment) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{18}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Attachment) GetVersion() uint32 {
@@ -1450,6 +2063,13 @@ func (x *Attachment) GetIncarnation() string {
 	return ""
 }
 
+func (x *Attachment) GetPresence() bool {
+	if x != nil {
+		return x.Presence
+	}
+	return false
+}
+
 type Dedup struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -1461,7 +2081,7 @@ type Dedup struct {
 
 func (x *Dedup) Reset() {
 	*x = Dedup{}
-	mi := &file_causeway_v1_records_proto_msgTypes[19]
+	mi := &file_causeway_v1_records_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +2093,7 @@ func (x *Dedup) String() string {
 func (*Dedup) ProtoMessage() {}
 
 func (x *Dedup) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[19]
+	mi := &file_causeway_v1_records_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +2106,7 @@ func (x *Dedup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dedup.ProtoReflect.Descriptor instead.
 func (*Dedup) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{19}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Dedup) GetVersion() uint32 {
@@ -1510,11 +2130,202 @@ func (x *Dedup) GetClock() uint64 {
 	return 0
 }
 
+type CallCounter struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// The last call_seq given to the sender's signals in this call.
+	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The last signal's time: idle counters are dropped after a while.
+	TsMs          int64 `protobuf:"varint,3,opt,name=ts_ms,json=tsMs,proto3" json:"ts_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallCounter) Reset() {
+	*x = CallCounter{}
+	mi := &file_causeway_v1_records_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallCounter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallCounter) ProtoMessage() {}
+
+func (x *CallCounter) ProtoReflect() protoreflect.Message {
+	mi := &file_causeway_v1_records_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallCounter.ProtoReflect.Descriptor instead.
+func (*CallCounter) Descriptor() ([]byte, []int) {
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *CallCounter) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *CallCounter) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *CallCounter) GetTsMs() int64 {
+	if x != nil {
+		return x.TsMs
+	}
+	return 0
+}
+
+type Alias struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Session       string                 `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
+	TsMs          int64                  `protobuf:"varint,3,opt,name=ts_ms,json=tsMs,proto3" json:"ts_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Alias) Reset() {
+	*x = Alias{}
+	mi := &file_causeway_v1_records_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Alias) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Alias) ProtoMessage() {}
+
+func (x *Alias) ProtoReflect() protoreflect.Message {
+	mi := &file_causeway_v1_records_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Alias.ProtoReflect.Descriptor instead.
+func (*Alias) Descriptor() ([]byte, []int) {
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *Alias) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Alias) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *Alias) GetTsMs() int64 {
+	if x != nil {
+		return x.TsMs
+	}
+	return 0
+}
+
+type PresenceState struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Version  uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Status   string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	Sessions uint32                 `protobuf:"varint,3,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	// When status or sessions last changed.
+	TsMs          int64 `protobuf:"varint,4,opt,name=ts_ms,json=tsMs,proto3" json:"ts_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceState) Reset() {
+	*x = PresenceState{}
+	mi := &file_causeway_v1_records_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceState) ProtoMessage() {}
+
+func (x *PresenceState) ProtoReflect() protoreflect.Message {
+	mi := &file_causeway_v1_records_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceState.ProtoReflect.Descriptor instead.
+func (*PresenceState) Descriptor() ([]byte, []int) {
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PresenceState) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *PresenceState) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *PresenceState) GetSessions() uint32 {
+	if x != nil {
+		return x.Sessions
+	}
+	return 0
+}
+
+func (x *PresenceState) GetTsMs() int64 {
+	if x != nil {
+		return x.TsMs
+	}
+	return 0
+}
+
 var File_causeway_v1_records_proto protoreflect.FileDescriptor
 
 const file_causeway_v1_records_proto_rawDesc = "" +
 	"\n" +
-	"\x19causeway/v1/records.proto\x12\vcauseway.v1\"\xf4\x03\n" +
+	"\x19causeway/v1/records.proto\x12\vcauseway.v1\"\x97\x05\n" +
 	"\n" +
 	"GroupEvent\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
@@ -1532,13 +2343,27 @@ const file_causeway_v1_records_proto_rawDesc = "" +
 	"\x06attach\x18\f \x01(\v2\x13.causeway.v1.AttachH\x00R\x06attach\x12-\n" +
 	"\x06detach\x18\r \x01(\v2\x13.causeway.v1.DetachH\x00R\x06detach\x12'\n" +
 	"\x04send\x18\x0e \x01(\v2\x11.causeway.v1.SendH\x00R\x04send\x12:\n" +
-	"\theartbeat\x18\x0f \x01(\v2\x1a.causeway.v1.EdgeHeartbeatH\x00R\theartbeatB\x06\n" +
-	"\x04kind\"\x06\n" +
+	"\theartbeat\x18\x0f \x01(\v2\x1a.causeway.v1.EdgeHeartbeatH\x00R\theartbeat\x12-\n" +
+	"\x06signal\x18\x10 \x01(\v2\x13.causeway.v1.SignalH\x00R\x06signal\x12C\n" +
+	"\x0epresence_watch\x18\x11 \x01(\v2\x1a.causeway.v1.PresenceWatchH\x00R\rpresenceWatch\x12-\n" +
+	"\x06typing\x18\x12 \x01(\v2\x13.causeway.v1.TypingH\x00R\x06typingB\x06\n" +
+	"\x04kind\"\x80\x01\n" +
+	"\x06Signal\x12\x1d\n" +
+	"\n" +
+	"to_session\x18\x01 \x01(\tR\ttoSession\x12\x12\n" +
+	"\x04call\x18\x02 \x01(\tR\x04call\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x18\n" +
+	"\apayload\x18\x04 \x01(\fR\apayload\x12\x15\n" +
+	"\x06ttl_ms\x18\x05 \x01(\x03R\x05ttlMs\"\x0f\n" +
+	"\rPresenceWatch\"\b\n" +
+	"\x06Typing\"\x06\n" +
 	"\x04Join\"\a\n" +
-	"\x05Leave\";\n" +
+	"\x05Leave\"o\n" +
 	"\x06Attach\x12\x14\n" +
 	"\x05since\x18\x01 \x01(\x04R\x05since\x12\x1b\n" +
-	"\thas_since\x18\x02 \x01(\bR\bhasSince\"\b\n" +
+	"\thas_since\x18\x02 \x01(\bR\bhasSince\x12\x1a\n" +
+	"\bpresence\x18\x03 \x01(\bR\bpresence\x12\x16\n" +
+	"\x06resume\x18\x04 \x01(\tR\x06resume\"\b\n" +
 	"\x06Detach\">\n" +
 	"\x04Send\x12\"\n" +
 	"\rclient_msg_id\x18\x01 \x01(\tR\vclientMsgId\x12\x12\n" +
@@ -1546,14 +2371,42 @@ const file_causeway_v1_records_proto_rawDesc = "" +
 	"\rEdgeHeartbeat\x12\x1f\n" +
 	"\vinterval_ms\x18\x01 \x01(\x03R\n" +
 	"intervalMs\x12\x12\n" +
-	"\x04slot\x18\x02 \x01(\x05R\x04slot\"\xc2\x01\n" +
+	"\x04slot\x18\x02 \x01(\x05R\x04slot\"\xf8\x01\n" +
 	"\bDelivery\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x12\n" +
 	"\x04edge\x18\x02 \x01(\tR\x04edge\x12\x14\n" +
 	"\x05group\x18\x03 \x01(\tR\x05group\x12(\n" +
 	"\x05event\x18\x04 \x01(\v2\x12.causeway.v1.EventR\x05event\x12\x1a\n" +
 	"\bsessions\x18\x05 \x03(\tR\bsessions\x12,\n" +
-	"\areplies\x18\x06 \x03(\v2\x12.causeway.v1.ReplyR\areplies\"\xa5\x01\n" +
+	"\areplies\x18\x06 \x03(\v2\x12.causeway.v1.ReplyR\areplies\x124\n" +
+	"\tephemeral\x18\a \x01(\v2\x16.causeway.v1.EphemeralR\tephemeral\"\xaf\x01\n" +
+	"\tEphemeral\x120\n" +
+	"\x06signal\x18\x01 \x01(\v2\x16.causeway.v1.SignalOutH\x00R\x06signal\x126\n" +
+	"\bpresence\x18\x02 \x01(\v2\x18.causeway.v1.PresenceOutH\x00R\bpresence\x120\n" +
+	"\x06typing\x18\x03 \x01(\v2\x16.causeway.v1.TypingOutH\x00R\x06typingB\x06\n" +
+	"\x04kind\"\xea\x01\n" +
+	"\tSignalOut\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\tR\x04from\x12!\n" +
+	"\ffrom_session\x18\x02 \x01(\tR\vfromSession\x12\x12\n" +
+	"\x04call\x18\x03 \x01(\tR\x04call\x12\x19\n" +
+	"\bcall_seq\x18\x04 \x01(\x04R\acallSeq\x12\x12\n" +
+	"\x04kind\x18\x05 \x01(\tR\x04kind\x12\x18\n" +
+	"\apayload\x18\x06 \x01(\fR\apayload\x12\x13\n" +
+	"\x05ts_ms\x18\a \x01(\x03R\x04tsMs\x12\x15\n" +
+	"\x06ttl_ms\x18\b \x01(\x03R\x05ttlMs\x12\x1d\n" +
+	"\n" +
+	"to_session\x18\t \x01(\tR\ttoSession\"\xca\x01\n" +
+	"\vPresenceOut\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x1a\n" +
+	"\bsessions\x18\x03 \x01(\rR\bsessions\x12\x13\n" +
+	"\x05ts_ms\x18\x04 \x01(\x03R\x04tsMs\x12\x14\n" +
+	"\x05group\x18\x05 \x01(\tR\x05group\x12\x16\n" +
+	"\x06online\x18\x06 \x01(\rR\x06online\x12\x18\n" +
+	"\amembers\x18\a \x01(\rR\amembers\x12\x16\n" +
+	"\x06counts\x18\b \x01(\bR\x06counts\"!\n" +
+	"\tTypingOut\x12\x14\n" +
+	"\x05users\x18\x01 \x03(\tR\x05users\"\xa5\x01\n" +
 	"\x05Event\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x13\n" +
@@ -1592,10 +2445,11 @@ const file_causeway_v1_records_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"-\n" +
 	"\x03Ack\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"5\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"M\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"m\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"m\n" +
 	"\n" +
 	"Subscribed\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x10\n" +
@@ -1611,17 +2465,31 @@ const file_causeway_v1_records_proto_rawDesc = "" +
 	"Membership\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1d\n" +
 	"\n" +
-	"joined_seq\x18\x02 \x01(\x04R\tjoinedSeq\"p\n" +
+	"joined_seq\x18\x02 \x01(\x04R\tjoinedSeq\"\x8c\x01\n" +
 	"\n" +
 	"Attachment\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x12\n" +
 	"\x04edge\x18\x02 \x01(\tR\x04edge\x12\x12\n" +
 	"\x04user\x18\x03 \x01(\tR\x04user\x12 \n" +
-	"\vincarnation\x18\x04 \x01(\tR\vincarnation\"I\n" +
+	"\vincarnation\x18\x04 \x01(\tR\vincarnation\x12\x1a\n" +
+	"\bpresence\x18\x05 \x01(\bR\bpresence\"I\n" +
 	"\x05Dedup\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
-	"\x05clock\x18\x03 \x01(\x04R\x05clockB1Z/github.com/causeway/causeway/schemas/causewaypbb\x06proto3"
+	"\x05clock\x18\x03 \x01(\x04R\x05clock\"N\n" +
+	"\vCallCounter\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x13\n" +
+	"\x05ts_ms\x18\x03 \x01(\x03R\x04tsMs\"P\n" +
+	"\x05Alias\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12\x18\n" +
+	"\asession\x18\x02 \x01(\tR\asession\x12\x13\n" +
+	"\x05ts_ms\x18\x03 \x01(\x03R\x04tsMs\"r\n" +
+	"\rPresenceState\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x1a\n" +
+	"\bsessions\x18\x03 \x01(\rR\bsessions\x12\x13\n" +
+	"\x05ts_ms\x18\x04 \x01(\x03R\x04tsMsB1Z/github.com/causeway/causeway/schemas/causewaypbb\x06proto3"
 
 var (
 	file_causeway_v1_records_proto_rawDescOnce sync.Once
@@ -1636,52 +2504,69 @@ func file_causeway_v1_records_proto_rawDescGZIP() []byte {
 }
 
 var file_causeway_v1_records_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_causeway_v1_records_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_causeway_v1_records_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_causeway_v1_records_proto_goTypes = []any{
 	(Member_Change)(0),    // 0: causeway.v1.Member.Change
 	(*GroupEvent)(nil),    // 1: causeway.v1.GroupEvent
-	(*Join)(nil),          // 2: causeway.v1.Join
-	(*Leave)(nil),         // 3: causeway.v1.Leave
-	(*Attach)(nil),        // 4: causeway.v1.Attach
-	(*Detach)(nil),        // 5: causeway.v1.Detach
-	(*Send)(nil),          // 6: causeway.v1.Send
-	(*EdgeHeartbeat)(nil), // 7: causeway.v1.EdgeHeartbeat
-	(*Delivery)(nil),      // 8: causeway.v1.Delivery
-	(*Event)(nil),         // 9: causeway.v1.Event
-	(*Message)(nil),       // 10: causeway.v1.Message
-	(*Member)(nil),        // 11: causeway.v1.Member
-	(*Reply)(nil),         // 12: causeway.v1.Reply
-	(*Detached)(nil),      // 13: causeway.v1.Detached
-	(*Ack)(nil),           // 14: causeway.v1.Ack
-	(*Error)(nil),         // 15: causeway.v1.Error
-	(*Subscribed)(nil),    // 16: causeway.v1.Subscribed
-	(*GroupMeta)(nil),     // 17: causeway.v1.GroupMeta
-	(*Membership)(nil),    // 18: causeway.v1.Membership
-	(*Attachment)(nil),    // 19: causeway.v1.Attachment
-	(*Dedup)(nil),         // 20: causeway.v1.Dedup
+	(*Signal)(nil),        // 2: causeway.v1.Signal
+	(*PresenceWatch)(nil), // 3: causeway.v1.PresenceWatch
+	(*Typing)(nil),        // 4: causeway.v1.Typing
+	(*Join)(nil),          // 5: causeway.v1.Join
+	(*Leave)(nil),         // 6: causeway.v1.Leave
+	(*Attach)(nil),        // 7: causeway.v1.Attach
+	(*Detach)(nil),        // 8: causeway.v1.Detach
+	(*Send)(nil),          // 9: causeway.v1.Send
+	(*EdgeHeartbeat)(nil), // 10: causeway.v1.EdgeHeartbeat
+	(*Delivery)(nil),      // 11: causeway.v1.Delivery
+	(*Ephemeral)(nil),     // 12: causeway.v1.Ephemeral
+	(*SignalOut)(nil),     // 13: causeway.v1.SignalOut
+	(*PresenceOut)(nil),   // 14: causeway.v1.PresenceOut
+	(*TypingOut)(nil),     // 15: causeway.v1.TypingOut
+	(*Event)(nil),         // 16: causeway.v1.Event
+	(*Message)(nil),       // 17: causeway.v1.Message
+	(*Member)(nil),        // 18: causeway.v1.Member
+	(*Reply)(nil),         // 19: causeway.v1.Reply
+	(*Detached)(nil),      // 20: causeway.v1.Detached
+	(*Ack)(nil),           // 21: causeway.v1.Ack
+	(*Error)(nil),         // 22: causeway.v1.Error
+	(*Subscribed)(nil),    // 23: causeway.v1.Subscribed
+	(*GroupMeta)(nil),     // 24: causeway.v1.GroupMeta
+	(*Membership)(nil),    // 25: causeway.v1.Membership
+	(*Attachment)(nil),    // 26: causeway.v1.Attachment
+	(*Dedup)(nil),         // 27: causeway.v1.Dedup
+	(*CallCounter)(nil),   // 28: causeway.v1.CallCounter
+	(*Alias)(nil),         // 29: causeway.v1.Alias
+	(*PresenceState)(nil), // 30: causeway.v1.PresenceState
 }
 var file_causeway_v1_records_proto_depIdxs = []int32{
-	2,  // 0: causeway.v1.GroupEvent.join:type_name -> causeway.v1.Join
-	3,  // 1: causeway.v1.GroupEvent.leave:type_name -> causeway.v1.Leave
-	4,  // 2: causeway.v1.GroupEvent.attach:type_name -> causeway.v1.Attach
-	5,  // 3: causeway.v1.GroupEvent.detach:type_name -> causeway.v1.Detach
-	6,  // 4: causeway.v1.GroupEvent.send:type_name -> causeway.v1.Send
-	7,  // 5: causeway.v1.GroupEvent.heartbeat:type_name -> causeway.v1.EdgeHeartbeat
-	9,  // 6: causeway.v1.Delivery.event:type_name -> causeway.v1.Event
-	12, // 7: causeway.v1.Delivery.replies:type_name -> causeway.v1.Reply
-	10, // 8: causeway.v1.Event.msg:type_name -> causeway.v1.Message
-	11, // 9: causeway.v1.Event.member:type_name -> causeway.v1.Member
-	0,  // 10: causeway.v1.Member.change:type_name -> causeway.v1.Member.Change
-	14, // 11: causeway.v1.Reply.ack:type_name -> causeway.v1.Ack
-	15, // 12: causeway.v1.Reply.error:type_name -> causeway.v1.Error
-	16, // 13: causeway.v1.Reply.subscribed:type_name -> causeway.v1.Subscribed
-	9,  // 14: causeway.v1.Reply.event:type_name -> causeway.v1.Event
-	13, // 15: causeway.v1.Reply.detached:type_name -> causeway.v1.Detached
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	5,  // 0: causeway.v1.GroupEvent.join:type_name -> causeway.v1.Join
+	6,  // 1: causeway.v1.GroupEvent.leave:type_name -> causeway.v1.Leave
+	7,  // 2: causeway.v1.GroupEvent.attach:type_name -> causeway.v1.Attach
+	8,  // 3: causeway.v1.GroupEvent.detach:type_name -> causeway.v1.Detach
+	9,  // 4: causeway.v1.GroupEvent.send:type_name -> causeway.v1.Send
+	10, // 5: causeway.v1.GroupEvent.heartbeat:type_name -> causeway.v1.EdgeHeartbeat
+	2,  // 6: causeway.v1.GroupEvent.signal:type_name -> causeway.v1.Signal
+	3,  // 7: causeway.v1.GroupEvent.presence_watch:type_name -> causeway.v1.PresenceWatch
+	4,  // 8: causeway.v1.GroupEvent.typing:type_name -> causeway.v1.Typing
+	16, // 9: causeway.v1.Delivery.event:type_name -> causeway.v1.Event
+	19, // 10: causeway.v1.Delivery.replies:type_name -> causeway.v1.Reply
+	12, // 11: causeway.v1.Delivery.ephemeral:type_name -> causeway.v1.Ephemeral
+	13, // 12: causeway.v1.Ephemeral.signal:type_name -> causeway.v1.SignalOut
+	14, // 13: causeway.v1.Ephemeral.presence:type_name -> causeway.v1.PresenceOut
+	15, // 14: causeway.v1.Ephemeral.typing:type_name -> causeway.v1.TypingOut
+	17, // 15: causeway.v1.Event.msg:type_name -> causeway.v1.Message
+	18, // 16: causeway.v1.Event.member:type_name -> causeway.v1.Member
+	0,  // 17: causeway.v1.Member.change:type_name -> causeway.v1.Member.Change
+	21, // 18: causeway.v1.Reply.ack:type_name -> causeway.v1.Ack
+	22, // 19: causeway.v1.Reply.error:type_name -> causeway.v1.Error
+	23, // 20: causeway.v1.Reply.subscribed:type_name -> causeway.v1.Subscribed
+	16, // 21: causeway.v1.Reply.event:type_name -> causeway.v1.Event
+	20, // 22: causeway.v1.Reply.detached:type_name -> causeway.v1.Detached
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_causeway_v1_records_proto_init() }
@@ -1696,12 +2581,20 @@ func file_causeway_v1_records_proto_init() {
 		(*GroupEvent_Detach)(nil),
 		(*GroupEvent_Send)(nil),
 		(*GroupEvent_Heartbeat)(nil),
+		(*GroupEvent_Signal)(nil),
+		(*GroupEvent_PresenceWatch)(nil),
+		(*GroupEvent_Typing)(nil),
 	}
-	file_causeway_v1_records_proto_msgTypes[8].OneofWrappers = []any{
+	file_causeway_v1_records_proto_msgTypes[11].OneofWrappers = []any{
+		(*Ephemeral_Signal)(nil),
+		(*Ephemeral_Presence)(nil),
+		(*Ephemeral_Typing)(nil),
+	}
+	file_causeway_v1_records_proto_msgTypes[15].OneofWrappers = []any{
 		(*Event_Msg)(nil),
 		(*Event_Member)(nil),
 	}
-	file_causeway_v1_records_proto_msgTypes[11].OneofWrappers = []any{
+	file_causeway_v1_records_proto_msgTypes[18].OneofWrappers = []any{
 		(*Reply_Ack)(nil),
 		(*Reply_Error)(nil),
 		(*Reply_Subscribed)(nil),
@@ -1714,7 +2607,7 @@ func file_causeway_v1_records_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_causeway_v1_records_proto_rawDesc), len(file_causeway_v1_records_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -41,6 +41,7 @@ var Defaults = map[string]any{
 	"edge.queue_frames":             4096,
 	"edge.queue_bytes":              4 << 20,
 	"edge.slow_consumer_after":      "5s",
+	"edge.signal_ttl":               "30s",
 	"edge.max_bad_frames":           20,
 	"edge.hello_timeout":            "10s",
 	"edge.write_timeout":            "10s",
@@ -55,6 +56,12 @@ var Defaults = map[string]any{
 	"sequencer.history_age":         "24h",
 	"sequencer.history_bytes":       1 << 20,
 	"sequencer.edge_timeout":        "15s",
+	"sequencer.signal_buffer":       256,
+	"sequencer.call_idle":           "1h",
+	"sequencer.presence_window":     "1s",
+	"sequencer.presence_max_group":  100,
+	"sequencer.typing_window":       "500ms",
+	"sequencer.typing_expiry":       "5s",
 	"sequencer.max_batch":           2000,
 	"sequencer.session_timeout":     "6s",
 	"sequencer.transaction_timeout": "10s",
@@ -66,6 +73,11 @@ var Defaults = map[string]any{
 	"dev.data_dir":                  ".causeway/dev",
 	"log.level":                     "info",
 	"log.format":                    "text",
+
+	// `causeway topics create` makes production layouts: 3 copies unless
+	// told otherwise, where a role creating a missing topic takes the
+	// broker default (dev's single broker holds only one).
+	"topics.create_replication_factor": 3,
 }
 
 // Config is every setting, typed.
@@ -90,6 +102,7 @@ type Topics struct {
 	GroupPartitions           int
 	DeliveryPartitions        int
 	ReplicationFactor         int
+	CreateReplicationFactor   int
 }
 
 type Auth struct{ Secret string }
@@ -101,7 +114,7 @@ type Edge struct {
 	MaxFrameBytes, MaxMessageBytes, QueueFrames, QueueBytes          int
 	MaxBadFrames                                                     int
 	HelloTimeout, WriteTimeout, PingInterval, PongTimeout, Heartbeat time.Duration
-	ProduceTimeout, SlowConsumerAfter                                time.Duration
+	ProduceTimeout, SlowConsumerAfter, SignalTTL                     time.Duration
 }
 
 type Sequencer struct {
@@ -110,6 +123,9 @@ type Sequencer struct {
 	HistoryCount, HistoryBytes         int
 	HistoryAge, EdgeTimeout            time.Duration
 	SessionTimeout, TransactionTimeout time.Duration
+	SignalBuffer, PresenceMaxGroup     int
+	CallIdle, PresenceWindow           time.Duration
+	TypingWindow, TypingExpiry         time.Duration
 }
 
 type Broker struct {
@@ -179,6 +195,8 @@ func (l *Loader) Load(file string) (Config, error) {
 			GroupPartitions:    p.intIn("topics.group_partitions", 1, 10000),
 			DeliveryPartitions: p.intIn("topics.delivery_partitions", 1, 10000),
 			ReplicationFactor:  p.intIn("topics.replication_factor", -1, 32767),
+
+			CreateReplicationFactor: p.intIn("topics.create_replication_factor", -1, 32767),
 		},
 		Auth: Auth{Secret: p.str("auth.secret")},
 		Edge: Edge{
@@ -195,6 +213,7 @@ func (l *Loader) Load(file string) (Config, error) {
 			Heartbeat:         p.dur("edge.heartbeat_interval"),
 			ProduceTimeout:    p.dur("edge.produce_timeout"),
 			SlowConsumerAfter: p.dur("edge.slow_consumer_after"),
+			SignalTTL:         p.dur("edge.signal_ttl"),
 		},
 		Sequencer: Sequencer{
 			GroupID: p.str("sequencer.group_id"), InstanceID: p.str("sequencer.instance_id"),
@@ -206,6 +225,12 @@ func (l *Loader) Load(file string) (Config, error) {
 			MaxBatch:           p.intIn("sequencer.max_batch", 1, 100_000),
 			SessionTimeout:     p.dur("sequencer.session_timeout"),
 			TransactionTimeout: p.dur("sequencer.transaction_timeout"),
+			SignalBuffer:       p.intIn("sequencer.signal_buffer", 1, 100_000),
+			PresenceMaxGroup:   p.intIn("sequencer.presence_max_group", 1, 1_000_000),
+			CallIdle:           p.dur("sequencer.call_idle"),
+			PresenceWindow:     p.dur("sequencer.presence_window"),
+			TypingWindow:       p.dur("sequencer.typing_window"),
+			TypingExpiry:       p.dur("sequencer.typing_expiry"),
 		},
 		Broker: Broker{Listen: p.str("broker.listen"), DataDir: p.str("broker.data_dir"), Sync: p.boolean("broker.sync")},
 		Dev:    Dev{Edges: p.intIn("dev.edges", 1, 64), HTTPAddr: p.str("dev.http_addr"), DataDir: p.str("dev.data_dir")},
