@@ -346,6 +346,8 @@ func (c *conn) handle(line []byte, hello *time.Timer) bool {
 		c.enqueue(marshalFrame(ackFrame{Type: "ack", ID: f.ID}))
 	case "typing":
 		c.produce(&f, &pb.GroupEvent{Kind: &pb.GroupEvent_Typing{Typing: &pb.Typing{}}})
+	case "read":
+		c.produce(&f, &pb.GroupEvent{Kind: &pb.GroupEvent_Read{Read: &pb.Read{Seq: *f.Seq}}})
 	case "join":
 		if strings.HasPrefix(f.Group, "u:") {
 			c.sendError(f.ID, CodeForbidden, "groups starting with u: are personal streams")

@@ -91,6 +91,15 @@ func encodeEphemeral(group string, e *pb.Ephemeral) []byte {
 			return marshalFrame(presenceCountsFrame{Type: "presence", Group: p.GetGroup(), Online: p.GetOnline(), Members: p.GetMembers(), Ts: p.GetTsMs()})
 		}
 		return marshalFrame(presenceFrame{Type: "presence", Group: p.GetGroup(), User: p.GetUser(), Status: p.GetStatus(), Sessions: p.GetSessions(), Ts: p.GetTsMs()})
+	case *pb.Ephemeral_Receipts:
+		rs := k.Receipts
+		reads := make([]readCount, len(rs.GetReads()))
+		for i, r := range rs.GetReads() {
+			reads[i] = readCount{Seq: r.GetSeq(), Count: r.GetCount()}
+		}
+		return marshalFrame(receiptsFrame{Type: "receipts", Group: group, Members: rs.GetMembers(), Reads: reads})
+	case *pb.Ephemeral_Read:
+		return marshalFrame(ackFrame{Type: "read", Group: group, Seq: k.Read.GetSeq()})
 	case *pb.Ephemeral_Typing:
 		users := k.Typing.GetUsers()
 		if users == nil {

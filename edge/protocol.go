@@ -316,6 +316,18 @@ type presenceCountsFrame struct {
 	Ts      int64  `json:"ts"`
 }
 
+type receiptsFrame struct {
+	Type    string      `json:"type"`
+	Group   string      `json:"group"`
+	Members uint32      `json:"members"`
+	Reads   []readCount `json:"reads"`
+}
+
+type readCount struct {
+	Seq   uint64 `json:"seq"`
+	Count uint32 `json:"count"`
+}
+
 type typingFrame struct {
 	Type  string   `json:"type"`
 	Group string   `json:"group"`

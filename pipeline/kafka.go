@@ -42,6 +42,10 @@ func (c KafkaConfig) Opts() []kgo.Opt {
 			}
 			return d
 		}),
+		// A moved partition leader (NOT_LEADER_FOR_PARTITION) waits for a
+		// metadata refresh; franz-go's 5s minimum between refreshes would
+		// stall a whole sequencer transaction that long.
+		kgo.MetadataMinAge(250 * time.Millisecond),
 	}
 	if c.ClientID != "" {
 		opts = append(opts, kgo.ClientID(c.ClientID))

@@ -23,6 +23,9 @@ type Layout struct {
 	GroupTopic string
 	// StateTopic is the sequencer's compacted changelog.
 	StateTopic string
+	// RollupStateTopic is the rollup's compacted changelog, co-partitioned
+	// with the group log too.
+	RollupStateTopic string
 	// DeliveryTopic holds the deliveries; each edge consumes one partition.
 	DeliveryTopic string
 	// GroupPartitions is the partition count of GroupTopic and StateTopic.
@@ -39,6 +42,7 @@ func DefaultLayout() Layout {
 	return Layout{
 		GroupTopic:         "causeway.groups",
 		StateTopic:         "causeway.sequencer-state",
+		RollupStateTopic:   "causeway.rollup-state",
 		DeliveryTopic:      "causeway.deliveries",
 		GroupPartitions:    8,
 		DeliveryPartitions: 16,
@@ -49,9 +53,9 @@ func DefaultLayout() Layout {
 // Validate reports the first invalid field.
 func (l Layout) Validate() error {
 	switch {
-	case l.GroupTopic == "" || l.StateTopic == "" || l.DeliveryTopic == "":
+	case l.GroupTopic == "" || l.StateTopic == "" || l.DeliveryTopic == "" || l.RollupStateTopic == "":
 		return errors.New("topic names must not be empty")
-	case l.GroupTopic == l.StateTopic || l.GroupTopic == l.DeliveryTopic || l.StateTopic == l.DeliveryTopic:
+	case len(map[string]bool{l.GroupTopic: true, l.StateTopic: true, l.DeliveryTopic: true, l.RollupStateTopic: true}) != 4:
 		return errors.New("topic names must be distinct")
 	case l.GroupPartitions < 1 || l.GroupPartitions > 10000:
 		return fmt.Errorf("group partitions %d: must be between 1 and 10000", l.GroupPartitions)
@@ -89,6 +93,7 @@ func (l Layout) Specs() []TopicSpec {
 		// Compact only: "compact,delete" would drop the state of a quiet
 		// group once its records pass the retention.
 		{l.StateTopic, l.GroupPartitions, map[string]string{"cleanup.policy": "compact"}},
+		{l.RollupStateTopic, l.GroupPartitions, map[string]string{"cleanup.policy": "compact"}},
 		{l.DeliveryTopic, l.DeliveryPartitions, map[string]string{"cleanup.policy": "delete", "retention.ms": ms(DeliveryRetention)}},
 	}
 }

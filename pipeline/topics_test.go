@@ -67,12 +67,13 @@ func TestCreateTopicsThenCheck(t *testing.T) {
 		parts  int
 		policy string
 	}{
-		l.GroupTopic:    {6, "delete"},
-		l.StateTopic:    {6, "compact"},
-		l.DeliveryTopic: {4, "delete"},
+		l.GroupTopic:       {6, "delete"},
+		l.StateTopic:       {6, "compact"},
+		l.RollupStateTopic: {6, "compact"},
+		l.DeliveryTopic:    {4, "delete"},
 	}
-	if len(states) != 3 {
-		t.Fatalf("CheckLayout described %d topics, want 3", len(states))
+	if len(states) != 4 {
+		t.Fatalf("CheckLayout described %d topics, want 4", len(states))
 	}
 	for _, s := range states {
 		w := want[s.Name]
@@ -91,7 +92,7 @@ func TestCreateTopicsThenCheck(t *testing.T) {
 	if r, _ := states[0].Config("retention.ms"); r != "604800000" {
 		t.Errorf("group log retention.ms %q, want 604800000 (7 days)", r)
 	}
-	if r, _ := states[2].Config("retention.ms"); r != "3600000" {
+	if r, _ := states[3].Config("retention.ms"); r != "3600000" {
 		t.Errorf("deliveries retention.ms %q, want 3600000 (1 hour)", r)
 	}
 
@@ -148,8 +149,8 @@ func TestCheckCleanupPolicyAndMissing(t *testing.T) {
 	if !errors.Is(err, pipeline.ErrTopicMissing) || errors.Is(err, pipeline.ErrLayoutMismatch) {
 		t.Fatalf("CheckLayout on an empty cluster: %v, want ErrTopicMissing only", err)
 	}
-	if n := strings.Count(err.Error(), "topic missing"); n != 3 {
-		t.Errorf("%d missing topics reported, want 3: %v", n, err)
+	if n := strings.Count(err.Error(), "topic missing"); n != 4 {
+		t.Errorf("%d missing topics reported, want 4: %v", n, err)
 	}
 	// A state topic that deletes: a quiet group would lose its state.
 	del := "delete"
@@ -193,11 +194,11 @@ func TestVerifyPolicyOrder(t *testing.T) {
 		}
 		return s
 	}
-	ok := []pipeline.TopicState{state(l.GroupTopic, 6, "delete"), state(l.StateTopic, 6, "compact"), state(l.DeliveryTopic, 4, "delete")}
+	ok := []pipeline.TopicState{state(l.GroupTopic, 6, "delete"), state(l.StateTopic, 6, "compact"), state(l.RollupStateTopic, 6, "compact"), state(l.DeliveryTopic, 4, "delete")}
 	if err := l.Verify(ok); err != nil {
 		t.Fatalf("Verify of a matching layout: %v", err)
 	}
-	bad := []pipeline.TopicState{state(l.GroupTopic, 6, "delete"), state(l.StateTopic, 6, "delete, compact"), state(l.DeliveryTopic, 4, "delete")}
+	bad := []pipeline.TopicState{state(l.GroupTopic, 6, "delete"), state(l.StateTopic, 6, "delete, compact"), state(l.RollupStateTopic, 6, "compact"), state(l.DeliveryTopic, 4, "delete")}
 	if err := l.Verify(bad); !errors.Is(err, pipeline.ErrTopicConfigMismatch) {
 		t.Fatalf("Verify of a compact+delete state topic: %v", err)
 	}

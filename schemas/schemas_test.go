@@ -332,7 +332,7 @@ func TestRecordsCarryVersion(t *testing.T) {
 	}
 	// The record set is the one PROTOCOL and the topics use; a new one must
 	// be added here on purpose (and carries version like the rest).
-	want := "GroupEvent Delivery GroupMeta Membership Attachment Dedup CallCounter Alias PresenceState"
+	want := "GroupEvent Delivery GroupMeta Membership Attachment Dedup CallCounter Alias PresenceState RollupMember RollupMessage"
 	if got := strings.Join(recs, " "); got != want {
 		t.Errorf("record types (messages not embedded in another) = %q, want %q", got, want)
 	}

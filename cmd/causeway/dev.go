@@ -39,6 +39,7 @@ func newDevCmd() *cobra.Command {
 			Broker:    pipeline.BrokerConfig{Listen: c.Broker.Listen, DataDir: devcluster.DataDir(c.Dev.DataDir), Sync: c.Broker.Sync},
 			Edge:      ec,
 			Sequencer: sequencerConfig(c, "dev", log, nil),
+			Rollup:    rollupConfig(c, "dev", log, nil),
 		}
 		ctx := cmd.Context()
 		startCtx, cancel := context.WithTimeout(ctx, time.Minute)

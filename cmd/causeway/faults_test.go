@@ -16,6 +16,8 @@ import (
 
 	"github.com/causeway/causeway/edge"
 	"github.com/causeway/causeway/edge/client"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // The fault-injection suite: real processes (causeway broker, sequencers,
@@ -107,6 +109,57 @@ func (c *faultCluster) signalEdge(i int, sig syscall.Signal) {
 	case <-time.After(30 * time.Second):
 		c.t.Fatalf("%s did not exit after %v", c.edges[i].id, sig)
 	}
+}
+
+// signal sends sig to the process's group, as kill does.
+func (p *proc) signal(sig syscall.Signal) error {
+	if p.cmd.Process == nil {
+		return fmt.Errorf("signal %v to %s: not started", sig, p.name)
+	}
+	if err := syscall.Kill(-p.cmd.Process.Pid, sig); err != nil {
+		return fmt.Errorf("signal %v to %s: %w", sig, p.name, err)
+	}
+	return nil
+}
+
+// describeTxn asks the broker about one transactional ID.
+func (c *faultCluster) describeTxn(adm *kadm.Client, txnID string) (kadm.DescribedTransaction, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	d, err := adm.DescribeTransactions(ctx, txnID)
+	if err != nil {
+		return kadm.DescribedTransaction{}, fmt.Errorf("describe transaction %s: %w", txnID, err)
+	}
+	tx, ok := d[txnID]
+	if !ok {
+		return kadm.DescribedTransaction{}, fmt.Errorf("describe transaction %s: not in the answer", txnID)
+	}
+	if tx.Err != nil {
+		return tx, fmt.Errorf("describe transaction %s: %w", txnID, tx.Err)
+	}
+	return tx, nil
+}
+
+// stopInTransaction SIGSTOPs p at a moment its transaction txnID is open
+// on the broker (records produced, not yet ended), or, with open false, at
+// a moment it is not: between transactions. It returns the transaction as
+// the broker saw it then.
+func (c *faultCluster) stopInTransaction(p *proc, adm *kadm.Client, txnID string, open bool) kadm.DescribedTransaction {
+	c.t.Helper()
+	for try := 0; try < 300; try++ {
+		if err := p.signal(syscall.SIGSTOP); err != nil {
+			c.t.Fatal(err)
+		}
+		if tx, err := c.describeTxn(adm, txnID); err == nil && (tx.State == "Ongoing") == open {
+			return tx
+		}
+		if err := p.signal(syscall.SIGCONT); err != nil {
+			c.t.Fatal(err)
+		}
+		time.Sleep(time.Duration(5+rand.IntN(40)) * time.Millisecond)
+	}
+	c.t.Fatalf("%s was never caught with its transaction open=%v", p.name, open)
+	return kadm.DescribedTransaction{}
 }
 
 func (c *faultCluster) urls() []string {
@@ -468,6 +521,62 @@ func TestFaults(t *testing.T) {
 		if st := a.s.Stats(); st.Reconnects < 100 {
 			t.Fatalf("the client reconnected only %d times", st.Reconnects)
 		}
+	})
+	t.Run("zombie sequencer", func(t *testing.T) {
+		n = 0
+		faultCase(t, 2, nil, func(c *faultCluster, _ *workload) {
+			z := c.seqs["seq-1"]
+			const txnID = "causeway-sequencer-seq-1"
+			cl, err := kgo.NewClient(kgo.SeedBrokers(c.baddr))
+			if err != nil {
+				c.t.Fatal(err)
+			}
+			defer cl.Close()
+			adm := kadm.NewClient(cl)
+			// Frozen three times past the session timeout (2s), so
+			// seq-2 takes its partitions over and moves them on.
+			// Between transactions: it wakes with the state of
+			// partitions it no longer owns in memory, and must not
+			// reuse it if it gets them back. In a transaction (records
+			// produced, not ended), within the transaction timeout
+			// (4s): the transaction is still open when it wakes, and
+			// only the group generation (KIP-447) keeps it from
+			// committing. In a transaction past both timeouts: the
+			// broker aborts the transaction and bumps the epoch, so
+			// its late writes are fenced.
+			for _, f := range []struct {
+				open  bool
+				pause time.Duration
+			}{{false, 3 * time.Second}, {true, 3 * time.Second}, {true, 6 * time.Second}} {
+				before := c.stopInTransaction(z, adm, txnID, f.open)
+				n++
+				c.t.Logf("froze %s with its transaction %s (epoch %d) for %s", z.name, before.State, before.ProducerEpoch, f.pause)
+				time.Sleep(f.pause)
+				if f.open && f.pause > 4*time.Second {
+					tx, err := c.describeTxn(adm, txnID)
+					if err != nil {
+						c.t.Fatal(err)
+					}
+					if tx.State == "Ongoing" && tx.ProducerEpoch == before.ProducerEpoch {
+						c.t.Fatalf("the zombie's transaction is still open after %s (epoch %d): nothing fences its late writes", f.pause, tx.ProducerEpoch)
+					}
+				}
+				if err := z.signal(syscall.SIGCONT); err != nil {
+					c.t.Fatal(err)
+				}
+				time.Sleep(time.Second)
+			}
+			select {
+			case <-z.done:
+				c.t.Fatal("the zombie sequencer exited instead of rejoining the group")
+			default:
+			}
+			// What the broker refused it, for the record: fencing may
+			// also end as a plain abort, so this is not asserted.
+			if b, err := os.ReadFile(z.log); err == nil {
+				c.t.Logf("zombie: %d failed batches, %d answers PRODUCER_FENCED", strings.Count(string(b), "batch failed"), strings.Count(string(b), "PRODUCER_FENCED"))
+			}
+		}, &n)
 	})
 	t.Run("combined", func(t *testing.T) {
 		n = 0

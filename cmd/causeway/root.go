@@ -23,7 +23,7 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().String("config", "", "YAML config file (or CAUSEWAY_CONFIG)")
 	root.PersistentFlags().String("log-level", "", "debug, info, warn or error")
-	root.AddCommand(newDevCmd(), newBrokerCmd(), newEdgeCmd(), newSequencerCmd(), newTokenCmd(), newClientCmd(), newInspectCmd(), newTopicsCmd())
+	root.AddCommand(newDevCmd(), newBrokerCmd(), newEdgeCmd(), newSequencerCmd(), newRollupCmd(), newTokenCmd(), newClientCmd(), newInspectCmd(), newTopicsCmd())
 	return root
 }
 
@@ -65,6 +65,7 @@ func layout(c config.Config) pipeline.Layout {
 	return pipeline.Layout{
 		GroupTopic:         c.Topics.Groups,
 		StateTopic:         c.Topics.State,
+		RollupStateTopic:   c.Topics.RollupState,
 		DeliveryTopic:      c.Topics.Deliveries,
 		GroupPartitions:    int32(c.Topics.GroupPartitions),
 		DeliveryPartitions: int32(c.Topics.DeliveryPartitions),

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"time"
@@ -39,25 +41,36 @@ func newSequencerCmd() *cobra.Command {
 		}
 		g, ctx := errgroup.WithContext(cmd.Context())
 		g.Go(func() error { return s.Run(ctx) })
-		if addr, _ := cmd.Flags().GetString("metrics-addr"); addr != "" {
-			ln, err := net.Listen("tcp", addr)
-			if err != nil {
-				return err
-			}
-			mux := http.NewServeMux()
-			mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-			mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-			hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-			g.Go(func() error {
-				if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-					return err
-				}
-				return nil
-			})
-			g.Go(func() error { <-ctx.Done(); return hs.Close() })
+		addr, _ := cmd.Flags().GetString("metrics-addr")
+		if err := serveMetrics(ctx, g, addr, reg); err != nil {
+			return err
 		}
 		log.Info("sequencer started", "instance", id, "brokers", c.Kafka.Brokers)
 		return g.Wait()
 	}
 	return cmd
+}
+
+// serveMetrics serves /metrics and /healthz on addr (nothing when empty)
+// until ctx is done.
+func serveMetrics(ctx context.Context, g *errgroup.Group, addr string, reg *prometheus.Registry) error {
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	g.Go(func() error {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error { <-ctx.Done(); return hs.Close() })
+	return nil
 }

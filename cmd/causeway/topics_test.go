@@ -69,6 +69,7 @@ func TestTopicsCLI(t *testing.T) {
 	for _, want := range []string{
 		"causeway.groups: 8 partitions (layout: 8), replication factor 3",
 		"causeway.sequencer-state: 8 partitions (layout: 8), replication factor 3",
+		"causeway.rollup-state: 8 partitions (layout: 8), replication factor 3",
 		"causeway.deliveries: 16 partitions (layout: 16), replication factor 3",
 		"config cleanup.policy=compact (DYNAMIC_TOPIC_CONFIG)",
 		"config retention.ms=604800000 (DYNAMIC_TOPIC_CONFIG)",
@@ -79,8 +80,8 @@ func TestTopicsCLI(t *testing.T) {
 			t.Errorf("describe output lacks %q:\n%s", want, out)
 		}
 	}
-	if n := strings.Count(out, "  partition "); n != 8+8+16 {
-		t.Errorf("describe lists %d partitions, want 32:\n%s", n, out)
+	if n := strings.Count(out, "  partition "); n != 8+8+8+16 {
+		t.Errorf("describe lists %d partitions, want 40:\n%s", n, out)
 	}
 }
 

@@ -177,14 +177,31 @@ func New(cfg Config) (*Sequencer, error) {
 // EndTxn error leaves the producer in an unknown state that cannot be
 // retried. The new session re-initializes the same transactional ID,
 // which aborts whatever the old one left open, and rejoins the group.
-func (s *Sequencer) renew() error {
+func (s *Sequencer) renew(ctx context.Context) error {
 	s.sess.Close()
 	sess, err := kgo.NewGroupTransactSession(s.opts...)
 	if err != nil {
 		return fmt.Errorf("recreate sequencer client: %w", err)
 	}
 	s.sess = sess
+	s.fence(ctx)
 	return nil
+}
+
+// fence initializes the transactional ID now, which bumps its epoch and
+// aborts whatever a predecessor with the same ID left open: the failed
+// session, or this instance's previous run. franz-go would only do it at
+// the first produce, which needs records, which need the group's stable
+// offset fetch (KIP-447), which waits for that very transaction to end:
+// the abort would then come from the broker's transaction timeout, and
+// the partitions whose offsets it holds would stall that long.
+func (s *Sequencer) fence(ctx context.Context) {
+	ictx, cancel := context.WithTimeout(ctx, s.cfg.TransactionTimeout)
+	defer cancel()
+	if _, _, err := s.sess.Client().ProducerID(ictx); err != nil && ctx.Err() == nil {
+		// Not fatal: the first transaction initializes it again.
+		s.log.Warn("initializing the transactional ID failed; the next transaction retries", "err", err)
+	}
 }
 
 // Run consumes until ctx is done. Teardown: the loop ends its current
@@ -201,6 +218,7 @@ func (s *Sequencer) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	s.fence(ctx)
 	for ctx.Err() == nil {
 		fetches := s.sess.PollRecords(ctx, s.cfg.MaxBatch)
 		if ctx.Err() != nil {
@@ -219,7 +237,7 @@ func (s *Sequencer) Run(ctx context.Context) error {
 			s.log.Error("batch failed; restarting the transactional session and restoring state", "err", err)
 			s.resetAll()
 			time.Sleep(100 * time.Millisecond)
-			if err := s.renew(); err != nil {
+			if err := s.renew(ctx); err != nil {
 				return err
 			}
 		}

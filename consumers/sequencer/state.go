@@ -62,6 +62,11 @@ type attachment struct {
 	presence                bool
 }
 
+type readMark struct {
+	seq uint64
+	ts  int64
+}
+
 type dedupEntry struct {
 	seq, clock uint64
 }
@@ -72,6 +77,8 @@ type group struct {
 	seq         uint64
 	dedupClock  uint64
 	members     map[string]uint64 // user -> seq of the join
+	// reads holds members' read watermarks (absent: nothing read).
+	reads map[string]readMark
 	attachments map[string]attachment
 	dedup       map[string]dedupEntry
 	// dedupOrder lists dedup keys oldest first (by clock), for eviction.
@@ -94,6 +101,7 @@ func newGroup(id string) *group {
 	return &group{
 		id:          id,
 		members:     make(map[string]uint64),
+		reads:       make(map[string]readMark),
 		attachments: make(map[string]attachment),
 		dedup:       make(map[string]dedupEntry),
 	}
@@ -268,6 +276,7 @@ func (s *State) Restore(key string, value []byte) bool {
 			delete(s.groups, gid)
 		case kindMember:
 			delete(g.members, sub)
+			delete(g.reads, sub)
 		case kindAttach:
 			delete(g.attachments, sub)
 		case kindDedup:
@@ -306,6 +315,11 @@ func (s *State) Restore(key string, value []byte) bool {
 			return false
 		}
 		g.members[sub] = m.GetJoinedSeq()
+		if m.GetReadSeq() > 0 {
+			g.reads[sub] = readMark{seq: m.GetReadSeq(), ts: m.GetReadTsMs()}
+		} else {
+			delete(g.reads, sub)
+		}
 	case kindAttach:
 		var m pb.Attachment
 		if proto.Unmarshal(value, &m) != nil {
@@ -506,6 +520,10 @@ func (s *State) Apply(r *pb.GroupEvent) Output {
 	switch k := r.GetKind().(type) {
 	case *pb.GroupEvent_Typing:
 		s.typing(&b, r)
+	case *pb.GroupEvent_Read:
+		s.read(&b, r, k.Read)
+	case *pb.GroupEvent_Receipts:
+		s.receipts(&b, k.Receipts)
 	case *pb.GroupEvent_Join:
 		s.join(&b, r)
 	case *pb.GroupEvent_Leave:
@@ -527,7 +545,7 @@ func (s *State) saveMeta(g *group) {
 func (s *State) next(g *group, r *pb.GroupEvent) *pb.Event {
 	g.seq++
 	s.saveMeta(g)
-	return &pb.Event{Group: g.id, Seq: g.seq, TsMs: r.GetTsMs()}
+	return &pb.Event{Group: g.id, Seq: g.seq, TsMs: r.GetTsMs(), Members: uint32(len(g.members))}
 }
 
 // remember adds a complete timeline event to the group's history and
@@ -602,6 +620,7 @@ func (s *State) leave(b *builder, r *pb.GroupEvent) {
 	b.event(ev, g.recipients())
 	b.ack(r, ev.Seq)
 	delete(g.members, r.GetUser())
+	delete(g.reads, r.GetUser())
 	s.del(stateKey(g.id, kindMember, r.GetUser()))
 	for sess, a := range g.attachments {
 		if a.user == r.GetUser() {
@@ -650,7 +669,7 @@ func (s *State) attach(b *builder, r *pb.GroupEvent, a *pb.Attach) {
 		// another life of the group. Say so rather than pretend.
 		recovered = false
 	}
-	b.reply(r, &pb.Reply{Kind: &pb.Reply_Subscribed{Subscribed: &pb.Subscribed{Group: g.id, Seq: g.seq, Recovered: recovered}}})
+	b.reply(r, &pb.Reply{Kind: &pb.Reply_Subscribed{Subscribed: &pb.Subscribed{Group: g.id, Seq: g.seq, ReadSeq: g.reads[r.GetUser()].seq, Recovered: recovered}}})
 	for _, ev := range replay {
 		b.reply(r, &pb.Reply{Kind: &pb.Reply_Event{Event: ev}})
 	}
@@ -838,4 +857,74 @@ func (s *State) send(b *builder, r *pb.GroupEvent, m *pb.Send) {
 	s.remember(g, ev)
 	b.event(ev, g.recipients())
 	b.ack(r, ev.Seq)
+}
+
+// read moves a member's read watermark forward and tells the user's other
+// sessions on the group, so a read on one device clears the badge on the
+// others. The rollup turns watermarks into receipt counts.
+func (s *State) read(b *builder, r *pb.GroupEvent, m *pb.Read) {
+	g := s.groups[r.GetGroup()]
+	if g == nil {
+		b.fail(r, codeNotMember, "not a member of "+r.GetGroup())
+		return
+	}
+	joined, ok := g.members[r.GetUser()]
+	if !ok {
+		b.fail(r, codeNotMember, "not a member of "+r.GetGroup())
+		return
+	}
+	if m.GetSeq() > g.seq {
+		b.fail(r, codeBadRequest, fmt.Sprintf("read up to %d is beyond the group's latest seq %d", m.GetSeq(), g.seq))
+		return
+	}
+	if m.GetSeq() <= g.reads[r.GetUser()].seq {
+		b.ack(r, 0) // watermarks only move forward; a stale one is harmless
+		return
+	}
+	g.reads[r.GetUser()] = readMark{seq: m.GetSeq(), ts: r.GetTsMs()}
+	s.put(stateKey(g.id, kindMember, r.GetUser()), &pb.Membership{Version: schemas.Version, JoinedSeq: joined, ReadSeq: m.GetSeq(), ReadTsMs: r.GetTsMs()})
+	others := map[string][]string{}
+	for sess, a := range g.attachments {
+		if a.user == r.GetUser() && sess != r.GetSession() {
+			others[a.edge] = append(others[a.edge], sess)
+		}
+	}
+	if len(others) > 0 {
+		b.ephemeralTo(g.id, &pb.Ephemeral{Kind: &pb.Ephemeral_Read{Read: &pb.Read{Seq: m.GetSeq()}}}, others)
+	}
+	b.ack(r, 0)
+}
+
+// receipts delivers a rollup summary: to every subscribed session, or, at
+// the largest size level, each message's count only to its sender.
+func (s *State) receipts(b *builder, rs *pb.ReceiptsSummary) {
+	g := s.groups[b.group]
+	if g == nil || len(g.attachments) == 0 || len(rs.GetReads()) == 0 {
+		return
+	}
+	if rs.GetLevel() < 2 {
+		b.ephemeralTo(g.id, &pb.Ephemeral{Kind: &pb.Ephemeral_Receipts{Receipts: rs}}, copyRecipients(g.recipients()))
+		return
+	}
+	bySender := map[string][]*pb.ReadCount{}
+	for _, rc := range rs.GetReads() {
+		bySender[rc.GetSender()] = append(bySender[rc.GetSender()], rc)
+	}
+	senders := make([]string, 0, len(bySender))
+	for u := range bySender {
+		senders = append(senders, u)
+	}
+	sort.Strings(senders)
+	for _, u := range senders {
+		to := map[string][]string{}
+		for sess, a := range g.attachments {
+			if a.user == u {
+				to[a.edge] = append(to[a.edge], sess)
+			}
+		}
+		if len(to) > 0 {
+			b.ephemeralTo(g.id, &pb.Ephemeral{Kind: &pb.Ephemeral_Receipts{Receipts: &pb.ReceiptsSummary{
+				Members: rs.GetMembers(), Reads: bySender[u], Level: rs.GetLevel()}}}, to)
+		}
+	}
 }

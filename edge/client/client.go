@@ -545,3 +545,10 @@ func (c *Client) Ping(ctx context.Context) error {
 	_, err := c.request(ctx, map[string]any{"type": "ping"})
 	return err
 }
+
+// Read moves this user's read watermark in group to seq ("read everything
+// up to seq"); the user's other sessions get a read frame.
+func (c *Client) Read(ctx context.Context, group string, seq uint64) error {
+	_, err := c.request(ctx, map[string]any{"type": "read", "group": group, "seq": seq})
+	return err
+}

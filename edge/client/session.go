@@ -1002,3 +1002,9 @@ func (s *Session) Typing(ctx context.Context, group string) error {
 	}
 	return c.Typing(ctx, group)
 }
+
+// Read moves the read watermark (retried like Send: a watermark sent twice
+// is harmless).
+func (s *Session) Read(ctx context.Context, group string, seq uint64) error {
+	return s.do(ctx, func(c *Client) error { return c.Read(ctx, group, seq) })
+}

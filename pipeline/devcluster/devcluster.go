@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/causeway/causeway/consumers/rollup"
 	"github.com/causeway/causeway/consumers/sequencer"
 	"github.com/causeway/causeway/edge"
 	"github.com/causeway/causeway/pipeline"
@@ -33,6 +34,8 @@ type Config struct {
 	Broker    pipeline.BrokerConfig
 	Edge      edge.Config
 	Sequencer sequencer.Config
+	// Rollup runs when its GroupID is set (DefaultConfig sets it).
+	Rollup rollup.Config
 }
 
 // Cluster is a running in-process cluster.
@@ -40,9 +43,10 @@ type Cluster struct {
 	Broker    *pipeline.Broker
 	Edges     []*edge.Server
 	Sequencer *sequencer.Sequencer
+	Rollup    *rollup.Rollup
 
-	seqCancel, edgeCancel context.CancelFunc
-	seqDone               chan error
+	seqCancel, edgeCancel, rollupCancel context.CancelFunc
+	seqDone, rollupDone                 chan error
 	edgeDone              []chan error
 	closed                bool
 }
@@ -62,6 +66,15 @@ func DefaultConfig(n int, secret []byte) Config {
 			GroupID:            "causeway-sequencer",
 			InstanceID:         "dev",
 			Limits:             sequencer.DefaultLimits(),
+			MaxBatch:           2000,
+			SessionTimeout:     6 * time.Second,
+			TransactionTimeout: 10 * time.Second,
+		},
+		Rollup: rollup.Config{
+			Layout:             e.Layout,
+			GroupID:            "causeway-rollup",
+			InstanceID:         "dev",
+			Limits:             rollup.DefaultLimits(),
 			MaxBatch:           2000,
 			SessionTimeout:     6 * time.Second,
 			TransactionTimeout: 10 * time.Second,
@@ -107,6 +120,25 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	seqCtx, seqCancel := context.WithCancel(context.Background())
 	c.seqCancel = seqCancel
 	go func() { c.seqDone <- seq.Run(seqCtx) }()
+
+	if rc := cfg.Rollup; rc.GroupID != "" {
+		rc.Kafka.Brokers = brokers
+		if rc.Kafka.ClientID == "" {
+			rc.Kafka.ClientID = "causeway-rollup"
+		}
+		if rc.Registerer == nil {
+			rc.Registerer = prometheus.NewRegistry()
+		}
+		ru, err := rollup.New(rc)
+		if err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+		c.Rollup = ru
+		ctx, cancel := context.WithCancel(context.Background())
+		c.rollupCancel, c.rollupDone = cancel, make(chan error, 1)
+		go func() { c.rollupDone <- ru.Run(ctx) }()
+	}
 
 	edgeCtx, edgeCancel := context.WithCancel(context.Background())
 	c.edgeCancel = edgeCancel
@@ -173,9 +205,15 @@ func (c *Cluster) Close() error {
 	}
 	c.closed = true
 	var errs []error
-	c.edgeCancel()
+	if c.edgeCancel != nil {
+		c.edgeCancel()
+	}
 	for _, d := range c.edgeDone {
 		errs = append(errs, <-d)
+	}
+	if c.rollupCancel != nil {
+		c.rollupCancel()
+		errs = append(errs, <-c.rollupDone)
 	}
 	c.seqCancel()
 	errs = append(errs, <-c.seqDone)

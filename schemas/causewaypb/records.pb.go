@@ -80,7 +80,7 @@ func (x Member_Change) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Member_Change.Descriptor instead.
 func (Member_Change) EnumDescriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{17, 0}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{20, 0}
 }
 
 // GroupEvent is a record of the group log (topic `causeway.groups`), keyed by
@@ -113,6 +113,8 @@ type GroupEvent struct {
 	//	*GroupEvent_Signal
 	//	*GroupEvent_PresenceWatch
 	//	*GroupEvent_Typing
+	//	*GroupEvent_Read
+	//	*GroupEvent_Receipts
 	Kind          isGroupEvent_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -292,6 +294,24 @@ func (x *GroupEvent) GetTyping() *Typing {
 	return nil
 }
 
+func (x *GroupEvent) GetRead() *Read {
+	if x != nil {
+		if x, ok := x.Kind.(*GroupEvent_Read); ok {
+			return x.Read
+		}
+	}
+	return nil
+}
+
+func (x *GroupEvent) GetReceipts() *ReceiptsSummary {
+	if x != nil {
+		if x, ok := x.Kind.(*GroupEvent_Receipts); ok {
+			return x.Receipts
+		}
+	}
+	return nil
+}
+
 type isGroupEvent_Kind interface {
 	isGroupEvent_Kind()
 }
@@ -337,6 +357,16 @@ type GroupEvent_Typing struct {
 	Typing *Typing `protobuf:"bytes,18,opt,name=typing,proto3,oneof"`
 }
 
+type GroupEvent_Read struct {
+	// Written to a group: `user` has read everything up to seq.
+	Read *Read `protobuf:"bytes,19,opt,name=read,proto3,oneof"`
+}
+
+type GroupEvent_Receipts struct {
+	// Written to a group by the rollup: coalesced receipt counts.
+	Receipts *ReceiptsSummary `protobuf:"bytes,20,opt,name=receipts,proto3,oneof"`
+}
+
 func (*GroupEvent_Join) isGroupEvent_Kind() {}
 
 func (*GroupEvent_Leave) isGroupEvent_Kind() {}
@@ -354,6 +384,180 @@ func (*GroupEvent_Signal) isGroupEvent_Kind() {}
 func (*GroupEvent_PresenceWatch) isGroupEvent_Kind() {}
 
 func (*GroupEvent_Typing) isGroupEvent_Kind() {}
+
+func (*GroupEvent_Read) isGroupEvent_Kind() {}
+
+func (*GroupEvent_Receipts) isGroupEvent_Kind() {}
+
+type Read struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Read) Reset() {
+	*x = Read{}
+	mi := &file_causeway_v1_records_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Read) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Read) ProtoMessage() {}
+
+func (x *Read) ProtoReflect() protoreflect.Message {
+	mi := &file_causeway_v1_records_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Read.ProtoReflect.Descriptor instead.
+func (*Read) Descriptor() ([]byte, []int) {
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Read) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+type ReceiptsSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Current member count of the group.
+	Members uint32 `protobuf:"varint,1,opt,name=members,proto3" json:"members,omitempty"`
+	// The messages whose read counts changed since the last summary.
+	Reads []*ReadCount `protobuf:"bytes,2,rep,name=reads,proto3" json:"reads,omitempty"`
+	// The size-adaptive level it was made for (docs/PROTOCOL.md): 0 full,
+	// 1 counts less often, 2 only to each message's sender.
+	Level         uint32 `protobuf:"varint,3,opt,name=level,proto3" json:"level,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReceiptsSummary) Reset() {
+	*x = ReceiptsSummary{}
+	mi := &file_causeway_v1_records_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiptsSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiptsSummary) ProtoMessage() {}
+
+func (x *ReceiptsSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_causeway_v1_records_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiptsSummary.ProtoReflect.Descriptor instead.
+func (*ReceiptsSummary) Descriptor() ([]byte, []int) {
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ReceiptsSummary) GetMembers() uint32 {
+	if x != nil {
+		return x.Members
+	}
+	return 0
+}
+
+func (x *ReceiptsSummary) GetReads() []*ReadCount {
+	if x != nil {
+		return x.Reads
+	}
+	return nil
+}
+
+func (x *ReceiptsSummary) GetLevel() uint32 {
+	if x != nil {
+		return x.Level
+	}
+	return 0
+}
+
+type ReadCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Members other than the sender, who were members when it was sent,
+	// whose watermark reached seq.
+	Count         uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	Sender        string `protobuf:"bytes,3,opt,name=sender,proto3" json:"sender,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadCount) Reset() {
+	*x = ReadCount{}
+	mi := &file_causeway_v1_records_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadCount) ProtoMessage() {}
+
+func (x *ReadCount) ProtoReflect() protoreflect.Message {
+	mi := &file_causeway_v1_records_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadCount.ProtoReflect.Descriptor instead.
+func (*ReadCount) Descriptor() ([]byte, []int) {
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ReadCount) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ReadCount) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *ReadCount) GetSender() string {
+	if x != nil {
+		return x.Sender
+	}
+	return ""
+}
 
 type Signal struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -374,7 +578,7 @@ type Signal struct {
 
 func (x *Signal) Reset() {
 	*x = Signal{}
-	mi := &file_causeway_v1_records_proto_msgTypes[1]
+	mi := &file_causeway_v1_records_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -386,7 +590,7 @@ func (x *Signal) String() string {
 func (*Signal) ProtoMessage() {}
 
 func (x *Signal) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[1]
+	mi := &file_causeway_v1_records_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -399,7 +603,7 @@ func (x *Signal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Signal.ProtoReflect.Descriptor instead.
 func (*Signal) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{1}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Signal) GetToSession() string {
@@ -445,7 +649,7 @@ type PresenceWatch struct {
 
 func (x *PresenceWatch) Reset() {
 	*x = PresenceWatch{}
-	mi := &file_causeway_v1_records_proto_msgTypes[2]
+	mi := &file_causeway_v1_records_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -457,7 +661,7 @@ func (x *PresenceWatch) String() string {
 func (*PresenceWatch) ProtoMessage() {}
 
 func (x *PresenceWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[2]
+	mi := &file_causeway_v1_records_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -470,7 +674,7 @@ func (x *PresenceWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceWatch.ProtoReflect.Descriptor instead.
 func (*PresenceWatch) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{2}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{5}
 }
 
 type Typing struct {
@@ -481,7 +685,7 @@ type Typing struct {
 
 func (x *Typing) Reset() {
 	*x = Typing{}
-	mi := &file_causeway_v1_records_proto_msgTypes[3]
+	mi := &file_causeway_v1_records_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -493,7 +697,7 @@ func (x *Typing) String() string {
 func (*Typing) ProtoMessage() {}
 
 func (x *Typing) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[3]
+	mi := &file_causeway_v1_records_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -506,7 +710,7 @@ func (x *Typing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Typing.ProtoReflect.Descriptor instead.
 func (*Typing) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{3}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{6}
 }
 
 type Join struct {
@@ -517,7 +721,7 @@ type Join struct {
 
 func (x *Join) Reset() {
 	*x = Join{}
-	mi := &file_causeway_v1_records_proto_msgTypes[4]
+	mi := &file_causeway_v1_records_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +733,7 @@ func (x *Join) String() string {
 func (*Join) ProtoMessage() {}
 
 func (x *Join) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[4]
+	mi := &file_causeway_v1_records_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +746,7 @@ func (x *Join) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Join.ProtoReflect.Descriptor instead.
 func (*Join) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{4}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{7}
 }
 
 type Leave struct {
@@ -553,7 +757,7 @@ type Leave struct {
 
 func (x *Leave) Reset() {
 	*x = Leave{}
-	mi := &file_causeway_v1_records_proto_msgTypes[5]
+	mi := &file_causeway_v1_records_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -565,7 +769,7 @@ func (x *Leave) String() string {
 func (*Leave) ProtoMessage() {}
 
 func (x *Leave) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[5]
+	mi := &file_causeway_v1_records_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -578,7 +782,7 @@ func (x *Leave) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Leave.ProtoReflect.Descriptor instead.
 func (*Leave) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{5}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{8}
 }
 
 // Attach subscribes a session to the group's live stream.
@@ -599,7 +803,7 @@ type Attach struct {
 
 func (x *Attach) Reset() {
 	*x = Attach{}
-	mi := &file_causeway_v1_records_proto_msgTypes[6]
+	mi := &file_causeway_v1_records_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -611,7 +815,7 @@ func (x *Attach) String() string {
 func (*Attach) ProtoMessage() {}
 
 func (x *Attach) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[6]
+	mi := &file_causeway_v1_records_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -624,7 +828,7 @@ func (x *Attach) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attach.ProtoReflect.Descriptor instead.
 func (*Attach) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{6}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Attach) GetSince() uint64 {
@@ -664,7 +868,7 @@ type Detach struct {
 
 func (x *Detach) Reset() {
 	*x = Detach{}
-	mi := &file_causeway_v1_records_proto_msgTypes[7]
+	mi := &file_causeway_v1_records_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -676,7 +880,7 @@ func (x *Detach) String() string {
 func (*Detach) ProtoMessage() {}
 
 func (x *Detach) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[7]
+	mi := &file_causeway_v1_records_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -689,7 +893,7 @@ func (x *Detach) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Detach.ProtoReflect.Descriptor instead.
 func (*Detach) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{7}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{10}
 }
 
 type Send struct {
@@ -703,7 +907,7 @@ type Send struct {
 
 func (x *Send) Reset() {
 	*x = Send{}
-	mi := &file_causeway_v1_records_proto_msgTypes[8]
+	mi := &file_causeway_v1_records_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +919,7 @@ func (x *Send) String() string {
 func (*Send) ProtoMessage() {}
 
 func (x *Send) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[8]
+	mi := &file_causeway_v1_records_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +932,7 @@ func (x *Send) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Send.ProtoReflect.Descriptor instead.
 func (*Send) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{8}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Send) GetClientMsgId() string {
@@ -759,7 +963,7 @@ type EdgeHeartbeat struct {
 
 func (x *EdgeHeartbeat) Reset() {
 	*x = EdgeHeartbeat{}
-	mi := &file_causeway_v1_records_proto_msgTypes[9]
+	mi := &file_causeway_v1_records_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +975,7 @@ func (x *EdgeHeartbeat) String() string {
 func (*EdgeHeartbeat) ProtoMessage() {}
 
 func (x *EdgeHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[9]
+	mi := &file_causeway_v1_records_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +988,7 @@ func (x *EdgeHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EdgeHeartbeat.ProtoReflect.Descriptor instead.
 func (*EdgeHeartbeat) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{9}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *EdgeHeartbeat) GetIntervalMs() int64 {
@@ -821,7 +1025,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_causeway_v1_records_proto_msgTypes[10]
+	mi := &file_causeway_v1_records_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +1037,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[10]
+	mi := &file_causeway_v1_records_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +1050,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{10}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Delivery) GetVersion() uint32 {
@@ -905,6 +1109,8 @@ type Ephemeral struct {
 	//	*Ephemeral_Signal
 	//	*Ephemeral_Presence
 	//	*Ephemeral_Typing
+	//	*Ephemeral_Receipts
+	//	*Ephemeral_Read
 	Kind          isEphemeral_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -912,7 +1118,7 @@ type Ephemeral struct {
 
 func (x *Ephemeral) Reset() {
 	*x = Ephemeral{}
-	mi := &file_causeway_v1_records_proto_msgTypes[11]
+	mi := &file_causeway_v1_records_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1130,7 @@ func (x *Ephemeral) String() string {
 func (*Ephemeral) ProtoMessage() {}
 
 func (x *Ephemeral) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[11]
+	mi := &file_causeway_v1_records_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1143,7 @@ func (x *Ephemeral) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ephemeral.ProtoReflect.Descriptor instead.
 func (*Ephemeral) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{11}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Ephemeral) GetKind() isEphemeral_Kind {
@@ -974,6 +1180,24 @@ func (x *Ephemeral) GetTyping() *TypingOut {
 	return nil
 }
 
+func (x *Ephemeral) GetReceipts() *ReceiptsSummary {
+	if x != nil {
+		if x, ok := x.Kind.(*Ephemeral_Receipts); ok {
+			return x.Receipts
+		}
+	}
+	return nil
+}
+
+func (x *Ephemeral) GetRead() *Read {
+	if x != nil {
+		if x, ok := x.Kind.(*Ephemeral_Read); ok {
+			return x.Read
+		}
+	}
+	return nil
+}
+
 type isEphemeral_Kind interface {
 	isEphemeral_Kind()
 }
@@ -990,11 +1214,24 @@ type Ephemeral_Typing struct {
 	Typing *TypingOut `protobuf:"bytes,3,opt,name=typing,proto3,oneof"`
 }
 
+type Ephemeral_Receipts struct {
+	Receipts *ReceiptsSummary `protobuf:"bytes,4,opt,name=receipts,proto3,oneof"`
+}
+
+type Ephemeral_Read struct {
+	// The user's own read watermark moved (from another of their sessions).
+	Read *Read `protobuf:"bytes,5,opt,name=read,proto3,oneof"`
+}
+
 func (*Ephemeral_Signal) isEphemeral_Kind() {}
 
 func (*Ephemeral_Presence) isEphemeral_Kind() {}
 
 func (*Ephemeral_Typing) isEphemeral_Kind() {}
+
+func (*Ephemeral_Receipts) isEphemeral_Kind() {}
+
+func (*Ephemeral_Read) isEphemeral_Kind() {}
 
 type SignalOut struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -1016,7 +1253,7 @@ type SignalOut struct {
 
 func (x *SignalOut) Reset() {
 	*x = SignalOut{}
-	mi := &file_causeway_v1_records_proto_msgTypes[12]
+	mi := &file_causeway_v1_records_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1265,7 @@ func (x *SignalOut) String() string {
 func (*SignalOut) ProtoMessage() {}
 
 func (x *SignalOut) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[12]
+	mi := &file_causeway_v1_records_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1278,7 @@ func (x *SignalOut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalOut.ProtoReflect.Descriptor instead.
 func (*SignalOut) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{12}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SignalOut) GetFrom() string {
@@ -1127,7 +1364,7 @@ type PresenceOut struct {
 
 func (x *PresenceOut) Reset() {
 	*x = PresenceOut{}
-	mi := &file_causeway_v1_records_proto_msgTypes[13]
+	mi := &file_causeway_v1_records_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1376,7 @@ func (x *PresenceOut) String() string {
 func (*PresenceOut) ProtoMessage() {}
 
 func (x *PresenceOut) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[13]
+	mi := &file_causeway_v1_records_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1389,7 @@ func (x *PresenceOut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceOut.ProtoReflect.Descriptor instead.
 func (*PresenceOut) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{13}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PresenceOut) GetUser() string {
@@ -1220,7 +1457,7 @@ type TypingOut struct {
 
 func (x *TypingOut) Reset() {
 	*x = TypingOut{}
-	mi := &file_causeway_v1_records_proto_msgTypes[14]
+	mi := &file_causeway_v1_records_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1232,7 +1469,7 @@ func (x *TypingOut) String() string {
 func (*TypingOut) ProtoMessage() {}
 
 func (x *TypingOut) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[14]
+	mi := &file_causeway_v1_records_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1245,7 +1482,7 @@ func (x *TypingOut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TypingOut.ProtoReflect.Descriptor instead.
 func (*TypingOut) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{14}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TypingOut) GetUsers() []string {
@@ -1261,6 +1498,9 @@ type Event struct {
 	Group string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
 	Seq   uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
 	TsMs  int64                  `protobuf:"varint,3,opt,name=ts_ms,json=tsMs,proto3" json:"ts_ms,omitempty"`
+	// Members of the group when the event was sequenced (for analytics;
+	// not sent to clients).
+	Members uint32 `protobuf:"varint,4,opt,name=members,proto3" json:"members,omitempty"`
 	// Types that are valid to be assigned to Kind:
 	//
 	//	*Event_Msg
@@ -1272,7 +1512,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_causeway_v1_records_proto_msgTypes[15]
+	mi := &file_causeway_v1_records_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1524,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[15]
+	mi := &file_causeway_v1_records_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1537,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{15}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Event) GetGroup() string {
@@ -1317,6 +1557,13 @@ func (x *Event) GetSeq() uint64 {
 func (x *Event) GetTsMs() int64 {
 	if x != nil {
 		return x.TsMs
+	}
+	return 0
+}
+
+func (x *Event) GetMembers() uint32 {
+	if x != nil {
+		return x.Members
 	}
 	return 0
 }
@@ -1373,7 +1620,7 @@ type Message struct {
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_causeway_v1_records_proto_msgTypes[16]
+	mi := &file_causeway_v1_records_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1632,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[16]
+	mi := &file_causeway_v1_records_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1645,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{16}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Message) GetFrom() string {
@@ -1432,7 +1679,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_causeway_v1_records_proto_msgTypes[17]
+	mi := &file_causeway_v1_records_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1444,7 +1691,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[17]
+	mi := &file_causeway_v1_records_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1457,7 +1704,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{17}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Member) GetUser() string {
@@ -1493,7 +1740,7 @@ type Reply struct {
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_causeway_v1_records_proto_msgTypes[18]
+	mi := &file_causeway_v1_records_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +1752,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[18]
+	mi := &file_causeway_v1_records_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +1765,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{18}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Reply) GetSession() string {
@@ -1636,7 +1883,7 @@ type Detached struct {
 
 func (x *Detached) Reset() {
 	*x = Detached{}
-	mi := &file_causeway_v1_records_proto_msgTypes[19]
+	mi := &file_causeway_v1_records_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1895,7 @@ func (x *Detached) String() string {
 func (*Detached) ProtoMessage() {}
 
 func (x *Detached) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[19]
+	mi := &file_causeway_v1_records_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1908,7 @@ func (x *Detached) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Detached.ProtoReflect.Descriptor instead.
 func (*Detached) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{19}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Detached) GetGroup() string {
@@ -1689,7 +1936,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_causeway_v1_records_proto_msgTypes[20]
+	mi := &file_causeway_v1_records_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1701,7 +1948,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[20]
+	mi := &file_causeway_v1_records_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1714,7 +1961,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{20}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Ack) GetGroup() string {
@@ -1744,7 +1991,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_causeway_v1_records_proto_msgTypes[21]
+	mi := &file_causeway_v1_records_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +2003,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[21]
+	mi := &file_causeway_v1_records_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +2016,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{21}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Error) GetCode() string {
@@ -1805,7 +2052,7 @@ type Subscribed struct {
 
 func (x *Subscribed) Reset() {
 	*x = Subscribed{}
-	mi := &file_causeway_v1_records_proto_msgTypes[22]
+	mi := &file_causeway_v1_records_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1817,7 +2064,7 @@ func (x *Subscribed) String() string {
 func (*Subscribed) ProtoMessage() {}
 
 func (x *Subscribed) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[22]
+	mi := &file_causeway_v1_records_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1830,7 +2077,7 @@ func (x *Subscribed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscribed.ProtoReflect.Descriptor instead.
 func (*Subscribed) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{22}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Subscribed) GetGroup() string {
@@ -1892,7 +2139,7 @@ type GroupMeta struct {
 
 func (x *GroupMeta) Reset() {
 	*x = GroupMeta{}
-	mi := &file_causeway_v1_records_proto_msgTypes[23]
+	mi := &file_causeway_v1_records_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1904,7 +2151,7 @@ func (x *GroupMeta) String() string {
 func (*GroupMeta) ProtoMessage() {}
 
 func (x *GroupMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[23]
+	mi := &file_causeway_v1_records_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1917,7 +2164,7 @@ func (x *GroupMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMeta.ProtoReflect.Descriptor instead.
 func (*GroupMeta) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{23}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GroupMeta) GetVersion() uint32 {
@@ -1942,16 +2189,20 @@ func (x *GroupMeta) GetDedupClock() uint64 {
 }
 
 type Membership struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	JoinedSeq     uint64                 `protobuf:"varint,2,opt,name=joined_seq,json=joinedSeq,proto3" json:"joined_seq,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Version   uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	JoinedSeq uint64                 `protobuf:"varint,2,opt,name=joined_seq,json=joinedSeq,proto3" json:"joined_seq,omitempty"`
+	// The member's read watermark ("read everything up to"), and when it
+	// last moved (edge receive time, unix ms).
+	ReadSeq       uint64 `protobuf:"varint,3,opt,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty"`
+	ReadTsMs      int64  `protobuf:"varint,4,opt,name=read_ts_ms,json=readTsMs,proto3" json:"read_ts_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Membership) Reset() {
 	*x = Membership{}
-	mi := &file_causeway_v1_records_proto_msgTypes[24]
+	mi := &file_causeway_v1_records_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1963,7 +2214,7 @@ func (x *Membership) String() string {
 func (*Membership) ProtoMessage() {}
 
 func (x *Membership) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[24]
+	mi := &file_causeway_v1_records_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1976,7 +2227,7 @@ func (x *Membership) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Membership.ProtoReflect.Descriptor instead.
 func (*Membership) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{24}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Membership) GetVersion() uint32 {
@@ -1989,6 +2240,20 @@ func (x *Membership) GetVersion() uint32 {
 func (x *Membership) GetJoinedSeq() uint64 {
 	if x != nil {
 		return x.JoinedSeq
+	}
+	return 0
+}
+
+func (x *Membership) GetReadSeq() uint64 {
+	if x != nil {
+		return x.ReadSeq
+	}
+	return 0
+}
+
+func (x *Membership) GetReadTsMs() int64 {
+	if x != nil {
+		return x.ReadTsMs
 	}
 	return 0
 }
@@ -2007,7 +2272,7 @@ type Attachment struct {
 
 func (x *Attachment) Reset() {
 	*x = Attachment{}
-	mi := &file_causeway_v1_records_proto_msgTypes[25]
+	mi := &file_causeway_v1_records_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2019,7 +2284,7 @@ func (x *Attachment) String() string {
 func (*Attachment) ProtoMessage() {}
 
 func (x *Attachment) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[25]
+	mi := &file_causeway_v1_records_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2032,7 +2297,7 @@ func (x *Attachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attachment.ProtoReflect.Descriptor instead.
 func (*Attachment) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{25}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Attachment) GetVersion() uint32 {
@@ -2081,7 +2346,7 @@ type Dedup struct {
 
 func (x *Dedup) Reset() {
 	*x = Dedup{}
-	mi := &file_causeway_v1_records_proto_msgTypes[26]
+	mi := &file_causeway_v1_records_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2093,7 +2358,7 @@ func (x *Dedup) String() string {
 func (*Dedup) ProtoMessage() {}
 
 func (x *Dedup) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[26]
+	mi := &file_causeway_v1_records_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2106,7 +2371,7 @@ func (x *Dedup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dedup.ProtoReflect.Descriptor instead.
 func (*Dedup) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{26}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Dedup) GetVersion() uint32 {
@@ -2143,7 +2408,7 @@ type CallCounter struct {
 
 func (x *CallCounter) Reset() {
 	*x = CallCounter{}
-	mi := &file_causeway_v1_records_proto_msgTypes[27]
+	mi := &file_causeway_v1_records_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2155,7 +2420,7 @@ func (x *CallCounter) String() string {
 func (*CallCounter) ProtoMessage() {}
 
 func (x *CallCounter) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[27]
+	mi := &file_causeway_v1_records_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2168,7 +2433,7 @@ func (x *CallCounter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallCounter.ProtoReflect.Descriptor instead.
 func (*CallCounter) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{27}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CallCounter) GetVersion() uint32 {
@@ -2203,7 +2468,7 @@ type Alias struct {
 
 func (x *Alias) Reset() {
 	*x = Alias{}
-	mi := &file_causeway_v1_records_proto_msgTypes[28]
+	mi := &file_causeway_v1_records_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2215,7 +2480,7 @@ func (x *Alias) String() string {
 func (*Alias) ProtoMessage() {}
 
 func (x *Alias) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[28]
+	mi := &file_causeway_v1_records_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2228,7 +2493,7 @@ func (x *Alias) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Alias.ProtoReflect.Descriptor instead.
 func (*Alias) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{28}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Alias) GetVersion() uint32 {
@@ -2265,7 +2530,7 @@ type PresenceState struct {
 
 func (x *PresenceState) Reset() {
 	*x = PresenceState{}
-	mi := &file_causeway_v1_records_proto_msgTypes[29]
+	mi := &file_causeway_v1_records_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2277,7 +2542,7 @@ func (x *PresenceState) String() string {
 func (*PresenceState) ProtoMessage() {}
 
 func (x *PresenceState) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[29]
+	mi := &file_causeway_v1_records_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2290,7 +2555,7 @@ func (x *PresenceState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceState.ProtoReflect.Descriptor instead.
 func (*PresenceState) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{29}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PresenceState) GetVersion() uint32 {
@@ -2321,11 +2586,202 @@ func (x *PresenceState) GetTsMs() int64 {
 	return 0
 }
 
+// The rollup's changelog (topic `causeway.rollup-state`, compacted,
+// co-partitioned with the group log). Keys are `<group>\x00<kind>\x00<sub>`:
+//
+//	"m" + user               -> RollupMember
+//	"x" + seq (20 digits)    -> RollupMessage
+type RollupMember struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	JoinedSeq     uint64                 `protobuf:"varint,2,opt,name=joined_seq,json=joinedSeq,proto3" json:"joined_seq,omitempty"`
+	Watermark     uint64                 `protobuf:"varint,3,opt,name=watermark,proto3" json:"watermark,omitempty"`
+	ReadTsMs      int64                  `protobuf:"varint,4,opt,name=read_ts_ms,json=readTsMs,proto3" json:"read_ts_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollupMember) Reset() {
+	*x = RollupMember{}
+	mi := &file_causeway_v1_records_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollupMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollupMember) ProtoMessage() {}
+
+func (x *RollupMember) ProtoReflect() protoreflect.Message {
+	mi := &file_causeway_v1_records_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollupMember.ProtoReflect.Descriptor instead.
+func (*RollupMember) Descriptor() ([]byte, []int) {
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *RollupMember) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *RollupMember) GetJoinedSeq() uint64 {
+	if x != nil {
+		return x.JoinedSeq
+	}
+	return 0
+}
+
+func (x *RollupMember) GetWatermark() uint64 {
+	if x != nil {
+		return x.Watermark
+	}
+	return 0
+}
+
+func (x *RollupMember) GetReadTsMs() int64 {
+	if x != nil {
+		return x.ReadTsMs
+	}
+	return 0
+}
+
+type RollupMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Sender        string                 `protobuf:"bytes,3,opt,name=sender,proto3" json:"sender,omitempty"`
+	SentTsMs      int64                  `protobuf:"varint,4,opt,name=sent_ts_ms,json=sentTsMs,proto3" json:"sent_ts_ms,omitempty"`
+	MembersAtSend uint32                 `protobuf:"varint,5,opt,name=members_at_send,json=membersAtSend,proto3" json:"members_at_send,omitempty"`
+	ReadCount     uint32                 `protobuf:"varint,6,opt,name=read_count,json=readCount,proto3" json:"read_count,omitempty"`
+	FirstReadTsMs int64                  `protobuf:"varint,7,opt,name=first_read_ts_ms,json=firstReadTsMs,proto3" json:"first_read_ts_ms,omitempty"`
+	LastReadTsMs  int64                  `protobuf:"varint,8,opt,name=last_read_ts_ms,json=lastReadTsMs,proto3" json:"last_read_ts_ms,omitempty"`
+	// Time-to-read samples (ms) of the first readers, bounded.
+	TtrMs []int64 `protobuf:"varint,9,rep,packed,name=ttr_ms,json=ttrMs,proto3" json:"ttr_ms,omitempty"`
+	// The count changed since the last summary: a summary is still owed.
+	Pending       bool `protobuf:"varint,10,opt,name=pending,proto3" json:"pending,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollupMessage) Reset() {
+	*x = RollupMessage{}
+	mi := &file_causeway_v1_records_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollupMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollupMessage) ProtoMessage() {}
+
+func (x *RollupMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_causeway_v1_records_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollupMessage.ProtoReflect.Descriptor instead.
+func (*RollupMessage) Descriptor() ([]byte, []int) {
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *RollupMessage) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *RollupMessage) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *RollupMessage) GetSender() string {
+	if x != nil {
+		return x.Sender
+	}
+	return ""
+}
+
+func (x *RollupMessage) GetSentTsMs() int64 {
+	if x != nil {
+		return x.SentTsMs
+	}
+	return 0
+}
+
+func (x *RollupMessage) GetMembersAtSend() uint32 {
+	if x != nil {
+		return x.MembersAtSend
+	}
+	return 0
+}
+
+func (x *RollupMessage) GetReadCount() uint32 {
+	if x != nil {
+		return x.ReadCount
+	}
+	return 0
+}
+
+func (x *RollupMessage) GetFirstReadTsMs() int64 {
+	if x != nil {
+		return x.FirstReadTsMs
+	}
+	return 0
+}
+
+func (x *RollupMessage) GetLastReadTsMs() int64 {
+	if x != nil {
+		return x.LastReadTsMs
+	}
+	return 0
+}
+
+func (x *RollupMessage) GetTtrMs() []int64 {
+	if x != nil {
+		return x.TtrMs
+	}
+	return nil
+}
+
+func (x *RollupMessage) GetPending() bool {
+	if x != nil {
+		return x.Pending
+	}
+	return false
+}
+
 var File_causeway_v1_records_proto protoreflect.FileDescriptor
 
 const file_causeway_v1_records_proto_rawDesc = "" +
 	"\n" +
-	"\x19causeway/v1/records.proto\x12\vcauseway.v1\"\x97\x05\n" +
+	"\x19causeway/v1/records.proto\x12\vcauseway.v1\"\xfc\x05\n" +
 	"\n" +
 	"GroupEvent\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
@@ -2346,8 +2802,20 @@ const file_causeway_v1_records_proto_rawDesc = "" +
 	"\theartbeat\x18\x0f \x01(\v2\x1a.causeway.v1.EdgeHeartbeatH\x00R\theartbeat\x12-\n" +
 	"\x06signal\x18\x10 \x01(\v2\x13.causeway.v1.SignalH\x00R\x06signal\x12C\n" +
 	"\x0epresence_watch\x18\x11 \x01(\v2\x1a.causeway.v1.PresenceWatchH\x00R\rpresenceWatch\x12-\n" +
-	"\x06typing\x18\x12 \x01(\v2\x13.causeway.v1.TypingH\x00R\x06typingB\x06\n" +
-	"\x04kind\"\x80\x01\n" +
+	"\x06typing\x18\x12 \x01(\v2\x13.causeway.v1.TypingH\x00R\x06typing\x12'\n" +
+	"\x04read\x18\x13 \x01(\v2\x11.causeway.v1.ReadH\x00R\x04read\x12:\n" +
+	"\breceipts\x18\x14 \x01(\v2\x1c.causeway.v1.ReceiptsSummaryH\x00R\breceiptsB\x06\n" +
+	"\x04kind\"\x18\n" +
+	"\x04Read\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"o\n" +
+	"\x0fReceiptsSummary\x12\x18\n" +
+	"\amembers\x18\x01 \x01(\rR\amembers\x12,\n" +
+	"\x05reads\x18\x02 \x03(\v2\x16.causeway.v1.ReadCountR\x05reads\x12\x14\n" +
+	"\x05level\x18\x03 \x01(\rR\x05level\"K\n" +
+	"\tReadCount\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\x12\x16\n" +
+	"\x06sender\x18\x03 \x01(\tR\x06sender\"\x80\x01\n" +
 	"\x06Signal\x12\x1d\n" +
 	"\n" +
 	"to_session\x18\x01 \x01(\tR\ttoSession\x12\x12\n" +
@@ -2379,11 +2847,13 @@ const file_causeway_v1_records_proto_rawDesc = "" +
 	"\x05event\x18\x04 \x01(\v2\x12.causeway.v1.EventR\x05event\x12\x1a\n" +
 	"\bsessions\x18\x05 \x03(\tR\bsessions\x12,\n" +
 	"\areplies\x18\x06 \x03(\v2\x12.causeway.v1.ReplyR\areplies\x124\n" +
-	"\tephemeral\x18\a \x01(\v2\x16.causeway.v1.EphemeralR\tephemeral\"\xaf\x01\n" +
+	"\tephemeral\x18\a \x01(\v2\x16.causeway.v1.EphemeralR\tephemeral\"\x94\x02\n" +
 	"\tEphemeral\x120\n" +
 	"\x06signal\x18\x01 \x01(\v2\x16.causeway.v1.SignalOutH\x00R\x06signal\x126\n" +
 	"\bpresence\x18\x02 \x01(\v2\x18.causeway.v1.PresenceOutH\x00R\bpresence\x120\n" +
-	"\x06typing\x18\x03 \x01(\v2\x16.causeway.v1.TypingOutH\x00R\x06typingB\x06\n" +
+	"\x06typing\x18\x03 \x01(\v2\x16.causeway.v1.TypingOutH\x00R\x06typing\x12:\n" +
+	"\breceipts\x18\x04 \x01(\v2\x1c.causeway.v1.ReceiptsSummaryH\x00R\breceipts\x12'\n" +
+	"\x04read\x18\x05 \x01(\v2\x11.causeway.v1.ReadH\x00R\x04readB\x06\n" +
 	"\x04kind\"\xea\x01\n" +
 	"\tSignalOut\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12!\n" +
@@ -2406,11 +2876,12 @@ const file_causeway_v1_records_proto_rawDesc = "" +
 	"\amembers\x18\a \x01(\rR\amembers\x12\x16\n" +
 	"\x06counts\x18\b \x01(\bR\x06counts\"!\n" +
 	"\tTypingOut\x12\x14\n" +
-	"\x05users\x18\x01 \x03(\tR\x05users\"\xa5\x01\n" +
+	"\x05users\x18\x01 \x03(\tR\x05users\"\xbf\x01\n" +
 	"\x05Event\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x13\n" +
-	"\x05ts_ms\x18\x03 \x01(\x03R\x04tsMs\x12(\n" +
+	"\x05ts_ms\x18\x03 \x01(\x03R\x04tsMs\x12\x18\n" +
+	"\amembers\x18\x04 \x01(\rR\amembers\x12(\n" +
 	"\x03msg\x18\n" +
 	" \x01(\v2\x14.causeway.v1.MessageH\x00R\x03msg\x12-\n" +
 	"\x06member\x18\v \x01(\v2\x13.causeway.v1.MemberH\x00R\x06memberB\x06\n" +
@@ -2460,12 +2931,15 @@ const file_causeway_v1_records_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1f\n" +
 	"\vdedup_clock\x18\x03 \x01(\x04R\n" +
-	"dedupClock\"E\n" +
+	"dedupClock\"~\n" +
 	"\n" +
 	"Membership\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1d\n" +
 	"\n" +
-	"joined_seq\x18\x02 \x01(\x04R\tjoinedSeq\"\x8c\x01\n" +
+	"joined_seq\x18\x02 \x01(\x04R\tjoinedSeq\x12\x19\n" +
+	"\bread_seq\x18\x03 \x01(\x04R\areadSeq\x12\x1c\n" +
+	"\n" +
+	"read_ts_ms\x18\x04 \x01(\x03R\breadTsMs\"\x8c\x01\n" +
 	"\n" +
 	"Attachment\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x12\n" +
@@ -2489,7 +2963,28 @@ const file_causeway_v1_records_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x1a\n" +
 	"\bsessions\x18\x03 \x01(\rR\bsessions\x12\x13\n" +
-	"\x05ts_ms\x18\x04 \x01(\x03R\x04tsMsB1Z/github.com/causeway/causeway/schemas/causewaypbb\x06proto3"
+	"\x05ts_ms\x18\x04 \x01(\x03R\x04tsMs\"\x83\x01\n" +
+	"\fRollupMember\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1d\n" +
+	"\n" +
+	"joined_seq\x18\x02 \x01(\x04R\tjoinedSeq\x12\x1c\n" +
+	"\twatermark\x18\x03 \x01(\x04R\twatermark\x12\x1c\n" +
+	"\n" +
+	"read_ts_ms\x18\x04 \x01(\x03R\breadTsMs\"\xb9\x02\n" +
+	"\rRollupMessage\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x16\n" +
+	"\x06sender\x18\x03 \x01(\tR\x06sender\x12\x1c\n" +
+	"\n" +
+	"sent_ts_ms\x18\x04 \x01(\x03R\bsentTsMs\x12&\n" +
+	"\x0fmembers_at_send\x18\x05 \x01(\rR\rmembersAtSend\x12\x1d\n" +
+	"\n" +
+	"read_count\x18\x06 \x01(\rR\treadCount\x12'\n" +
+	"\x10first_read_ts_ms\x18\a \x01(\x03R\rfirstReadTsMs\x12%\n" +
+	"\x0flast_read_ts_ms\x18\b \x01(\x03R\flastReadTsMs\x12\x15\n" +
+	"\x06ttr_ms\x18\t \x03(\x03R\x05ttrMs\x12\x18\n" +
+	"\apending\x18\n" +
+	" \x01(\bR\apendingB1Z/github.com/causeway/causeway/schemas/causewaypbb\x06proto3"
 
 var (
 	file_causeway_v1_records_proto_rawDescOnce sync.Once
@@ -2504,69 +2999,79 @@ func file_causeway_v1_records_proto_rawDescGZIP() []byte {
 }
 
 var file_causeway_v1_records_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_causeway_v1_records_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_causeway_v1_records_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_causeway_v1_records_proto_goTypes = []any{
-	(Member_Change)(0),    // 0: causeway.v1.Member.Change
-	(*GroupEvent)(nil),    // 1: causeway.v1.GroupEvent
-	(*Signal)(nil),        // 2: causeway.v1.Signal
-	(*PresenceWatch)(nil), // 3: causeway.v1.PresenceWatch
-	(*Typing)(nil),        // 4: causeway.v1.Typing
-	(*Join)(nil),          // 5: causeway.v1.Join
-	(*Leave)(nil),         // 6: causeway.v1.Leave
-	(*Attach)(nil),        // 7: causeway.v1.Attach
-	(*Detach)(nil),        // 8: causeway.v1.Detach
-	(*Send)(nil),          // 9: causeway.v1.Send
-	(*EdgeHeartbeat)(nil), // 10: causeway.v1.EdgeHeartbeat
-	(*Delivery)(nil),      // 11: causeway.v1.Delivery
-	(*Ephemeral)(nil),     // 12: causeway.v1.Ephemeral
-	(*SignalOut)(nil),     // 13: causeway.v1.SignalOut
-	(*PresenceOut)(nil),   // 14: causeway.v1.PresenceOut
-	(*TypingOut)(nil),     // 15: causeway.v1.TypingOut
-	(*Event)(nil),         // 16: causeway.v1.Event
-	(*Message)(nil),       // 17: causeway.v1.Message
-	(*Member)(nil),        // 18: causeway.v1.Member
-	(*Reply)(nil),         // 19: causeway.v1.Reply
-	(*Detached)(nil),      // 20: causeway.v1.Detached
-	(*Ack)(nil),           // 21: causeway.v1.Ack
-	(*Error)(nil),         // 22: causeway.v1.Error
-	(*Subscribed)(nil),    // 23: causeway.v1.Subscribed
-	(*GroupMeta)(nil),     // 24: causeway.v1.GroupMeta
-	(*Membership)(nil),    // 25: causeway.v1.Membership
-	(*Attachment)(nil),    // 26: causeway.v1.Attachment
-	(*Dedup)(nil),         // 27: causeway.v1.Dedup
-	(*CallCounter)(nil),   // 28: causeway.v1.CallCounter
-	(*Alias)(nil),         // 29: causeway.v1.Alias
-	(*PresenceState)(nil), // 30: causeway.v1.PresenceState
+	(Member_Change)(0),      // 0: causeway.v1.Member.Change
+	(*GroupEvent)(nil),      // 1: causeway.v1.GroupEvent
+	(*Read)(nil),            // 2: causeway.v1.Read
+	(*ReceiptsSummary)(nil), // 3: causeway.v1.ReceiptsSummary
+	(*ReadCount)(nil),       // 4: causeway.v1.ReadCount
+	(*Signal)(nil),          // 5: causeway.v1.Signal
+	(*PresenceWatch)(nil),   // 6: causeway.v1.PresenceWatch
+	(*Typing)(nil),          // 7: causeway.v1.Typing
+	(*Join)(nil),            // 8: causeway.v1.Join
+	(*Leave)(nil),           // 9: causeway.v1.Leave
+	(*Attach)(nil),          // 10: causeway.v1.Attach
+	(*Detach)(nil),          // 11: causeway.v1.Detach
+	(*Send)(nil),            // 12: causeway.v1.Send
+	(*EdgeHeartbeat)(nil),   // 13: causeway.v1.EdgeHeartbeat
+	(*Delivery)(nil),        // 14: causeway.v1.Delivery
+	(*Ephemeral)(nil),       // 15: causeway.v1.Ephemeral
+	(*SignalOut)(nil),       // 16: causeway.v1.SignalOut
+	(*PresenceOut)(nil),     // 17: causeway.v1.PresenceOut
+	(*TypingOut)(nil),       // 18: causeway.v1.TypingOut
+	(*Event)(nil),           // 19: causeway.v1.Event
+	(*Message)(nil),         // 20: causeway.v1.Message
+	(*Member)(nil),          // 21: causeway.v1.Member
+	(*Reply)(nil),           // 22: causeway.v1.Reply
+	(*Detached)(nil),        // 23: causeway.v1.Detached
+	(*Ack)(nil),             // 24: causeway.v1.Ack
+	(*Error)(nil),           // 25: causeway.v1.Error
+	(*Subscribed)(nil),      // 26: causeway.v1.Subscribed
+	(*GroupMeta)(nil),       // 27: causeway.v1.GroupMeta
+	(*Membership)(nil),      // 28: causeway.v1.Membership
+	(*Attachment)(nil),      // 29: causeway.v1.Attachment
+	(*Dedup)(nil),           // 30: causeway.v1.Dedup
+	(*CallCounter)(nil),     // 31: causeway.v1.CallCounter
+	(*Alias)(nil),           // 32: causeway.v1.Alias
+	(*PresenceState)(nil),   // 33: causeway.v1.PresenceState
+	(*RollupMember)(nil),    // 34: causeway.v1.RollupMember
+	(*RollupMessage)(nil),   // 35: causeway.v1.RollupMessage
 }
 var file_causeway_v1_records_proto_depIdxs = []int32{
-	5,  // 0: causeway.v1.GroupEvent.join:type_name -> causeway.v1.Join
-	6,  // 1: causeway.v1.GroupEvent.leave:type_name -> causeway.v1.Leave
-	7,  // 2: causeway.v1.GroupEvent.attach:type_name -> causeway.v1.Attach
-	8,  // 3: causeway.v1.GroupEvent.detach:type_name -> causeway.v1.Detach
-	9,  // 4: causeway.v1.GroupEvent.send:type_name -> causeway.v1.Send
-	10, // 5: causeway.v1.GroupEvent.heartbeat:type_name -> causeway.v1.EdgeHeartbeat
-	2,  // 6: causeway.v1.GroupEvent.signal:type_name -> causeway.v1.Signal
-	3,  // 7: causeway.v1.GroupEvent.presence_watch:type_name -> causeway.v1.PresenceWatch
-	4,  // 8: causeway.v1.GroupEvent.typing:type_name -> causeway.v1.Typing
-	16, // 9: causeway.v1.Delivery.event:type_name -> causeway.v1.Event
-	19, // 10: causeway.v1.Delivery.replies:type_name -> causeway.v1.Reply
-	12, // 11: causeway.v1.Delivery.ephemeral:type_name -> causeway.v1.Ephemeral
-	13, // 12: causeway.v1.Ephemeral.signal:type_name -> causeway.v1.SignalOut
-	14, // 13: causeway.v1.Ephemeral.presence:type_name -> causeway.v1.PresenceOut
-	15, // 14: causeway.v1.Ephemeral.typing:type_name -> causeway.v1.TypingOut
-	17, // 15: causeway.v1.Event.msg:type_name -> causeway.v1.Message
-	18, // 16: causeway.v1.Event.member:type_name -> causeway.v1.Member
-	0,  // 17: causeway.v1.Member.change:type_name -> causeway.v1.Member.Change
-	21, // 18: causeway.v1.Reply.ack:type_name -> causeway.v1.Ack
-	22, // 19: causeway.v1.Reply.error:type_name -> causeway.v1.Error
-	23, // 20: causeway.v1.Reply.subscribed:type_name -> causeway.v1.Subscribed
-	16, // 21: causeway.v1.Reply.event:type_name -> causeway.v1.Event
-	20, // 22: causeway.v1.Reply.detached:type_name -> causeway.v1.Detached
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	8,  // 0: causeway.v1.GroupEvent.join:type_name -> causeway.v1.Join
+	9,  // 1: causeway.v1.GroupEvent.leave:type_name -> causeway.v1.Leave
+	10, // 2: causeway.v1.GroupEvent.attach:type_name -> causeway.v1.Attach
+	11, // 3: causeway.v1.GroupEvent.detach:type_name -> causeway.v1.Detach
+	12, // 4: causeway.v1.GroupEvent.send:type_name -> causeway.v1.Send
+	13, // 5: causeway.v1.GroupEvent.heartbeat:type_name -> causeway.v1.EdgeHeartbeat
+	5,  // 6: causeway.v1.GroupEvent.signal:type_name -> causeway.v1.Signal
+	6,  // 7: causeway.v1.GroupEvent.presence_watch:type_name -> causeway.v1.PresenceWatch
+	7,  // 8: causeway.v1.GroupEvent.typing:type_name -> causeway.v1.Typing
+	2,  // 9: causeway.v1.GroupEvent.read:type_name -> causeway.v1.Read
+	3,  // 10: causeway.v1.GroupEvent.receipts:type_name -> causeway.v1.ReceiptsSummary
+	4,  // 11: causeway.v1.ReceiptsSummary.reads:type_name -> causeway.v1.ReadCount
+	19, // 12: causeway.v1.Delivery.event:type_name -> causeway.v1.Event
+	22, // 13: causeway.v1.Delivery.replies:type_name -> causeway.v1.Reply
+	15, // 14: causeway.v1.Delivery.ephemeral:type_name -> causeway.v1.Ephemeral
+	16, // 15: causeway.v1.Ephemeral.signal:type_name -> causeway.v1.SignalOut
+	17, // 16: causeway.v1.Ephemeral.presence:type_name -> causeway.v1.PresenceOut
+	18, // 17: causeway.v1.Ephemeral.typing:type_name -> causeway.v1.TypingOut
+	3,  // 18: causeway.v1.Ephemeral.receipts:type_name -> causeway.v1.ReceiptsSummary
+	2,  // 19: causeway.v1.Ephemeral.read:type_name -> causeway.v1.Read
+	20, // 20: causeway.v1.Event.msg:type_name -> causeway.v1.Message
+	21, // 21: causeway.v1.Event.member:type_name -> causeway.v1.Member
+	0,  // 22: causeway.v1.Member.change:type_name -> causeway.v1.Member.Change
+	24, // 23: causeway.v1.Reply.ack:type_name -> causeway.v1.Ack
+	25, // 24: causeway.v1.Reply.error:type_name -> causeway.v1.Error
+	26, // 25: causeway.v1.Reply.subscribed:type_name -> causeway.v1.Subscribed
+	19, // 26: causeway.v1.Reply.event:type_name -> causeway.v1.Event
+	23, // 27: causeway.v1.Reply.detached:type_name -> causeway.v1.Detached
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_causeway_v1_records_proto_init() }
@@ -2584,17 +3089,21 @@ func file_causeway_v1_records_proto_init() {
 		(*GroupEvent_Signal)(nil),
 		(*GroupEvent_PresenceWatch)(nil),
 		(*GroupEvent_Typing)(nil),
+		(*GroupEvent_Read)(nil),
+		(*GroupEvent_Receipts)(nil),
 	}
-	file_causeway_v1_records_proto_msgTypes[11].OneofWrappers = []any{
+	file_causeway_v1_records_proto_msgTypes[14].OneofWrappers = []any{
 		(*Ephemeral_Signal)(nil),
 		(*Ephemeral_Presence)(nil),
 		(*Ephemeral_Typing)(nil),
+		(*Ephemeral_Receipts)(nil),
+		(*Ephemeral_Read)(nil),
 	}
-	file_causeway_v1_records_proto_msgTypes[15].OneofWrappers = []any{
+	file_causeway_v1_records_proto_msgTypes[18].OneofWrappers = []any{
 		(*Event_Msg)(nil),
 		(*Event_Member)(nil),
 	}
-	file_causeway_v1_records_proto_msgTypes[18].OneofWrappers = []any{
+	file_causeway_v1_records_proto_msgTypes[21].OneofWrappers = []any{
 		(*Reply_Ack)(nil),
 		(*Reply_Error)(nil),
 		(*Reply_Subscribed)(nil),
@@ -2607,7 +3116,7 @@ func file_causeway_v1_records_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_causeway_v1_records_proto_rawDesc), len(file_causeway_v1_records_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   30,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -28,6 +28,7 @@ var Defaults = map[string]any{
 	"kafka.client_id":               "causeway",
 	"topics.groups":                 "causeway.groups",
 	"topics.state":                  "causeway.sequencer-state",
+	"topics.rollup_state":           "causeway.rollup-state",
 	"topics.deliveries":             "causeway.deliveries",
 	"topics.group_partitions":       8,
 	"topics.delivery_partitions":    16,
@@ -63,6 +64,13 @@ var Defaults = map[string]any{
 	"sequencer.typing_window":       "500ms",
 	"sequencer.typing_expiry":       "5s",
 	"sequencer.max_batch":           2000,
+	"rollup.group_id":               "causeway-rollup",
+	"rollup.instance_id":            "",
+	"rollup.window":                 "500ms",
+	"rollup.max_messages":           1000,
+	"rollup.counts_only_above":      100,
+	"rollup.sender_only_above":      1000,
+	"rollup.slow_factor":            4,
 	"sequencer.session_timeout":     "6s",
 	"sequencer.transaction_timeout": "10s",
 	"broker.listen":                 "127.0.0.1:9092",
@@ -87,6 +95,7 @@ type Config struct {
 	Auth      Auth
 	Edge      Edge
 	Sequencer Sequencer
+	Rollup    Rollup
 	Broker    Broker
 	Dev       Dev
 	Log       Log
@@ -99,6 +108,7 @@ type Kafka struct {
 
 type Topics struct {
 	Groups, State, Deliveries string
+	RollupState               string
 	GroupPartitions           int
 	DeliveryPartitions        int
 	ReplicationFactor         int
@@ -126,6 +136,13 @@ type Sequencer struct {
 	SignalBuffer, PresenceMaxGroup     int
 	CallIdle, PresenceWindow           time.Duration
 	TypingWindow, TypingExpiry         time.Duration
+}
+
+type Rollup struct {
+	GroupID, InstanceID                           string
+	Window                                        time.Duration
+	MaxMessages, CountsOnlyAbove, SenderOnlyAbove int
+	SlowFactor                                    int
 }
 
 type Broker struct {
@@ -192,6 +209,7 @@ func (l *Loader) Load(file string) (Config, error) {
 		Kafka: Kafka{Brokers: p.list("kafka.brokers"), ClientID: p.str("kafka.client_id")},
 		Topics: Topics{
 			Groups: p.str("topics.groups"), State: p.str("topics.state"), Deliveries: p.str("topics.deliveries"),
+			RollupState:        p.str("topics.rollup_state"),
 			GroupPartitions:    p.intIn("topics.group_partitions", 1, 10000),
 			DeliveryPartitions: p.intIn("topics.delivery_partitions", 1, 10000),
 			ReplicationFactor:  p.intIn("topics.replication_factor", -1, 32767),
@@ -231,6 +249,14 @@ func (l *Loader) Load(file string) (Config, error) {
 			PresenceWindow:     p.dur("sequencer.presence_window"),
 			TypingWindow:       p.dur("sequencer.typing_window"),
 			TypingExpiry:       p.dur("sequencer.typing_expiry"),
+		},
+		Rollup: Rollup{
+			GroupID: p.str("rollup.group_id"), InstanceID: p.str("rollup.instance_id"),
+			Window:          p.dur("rollup.window"),
+			MaxMessages:     p.intIn("rollup.max_messages", 1, 1_000_000),
+			CountsOnlyAbove: p.intIn("rollup.counts_only_above", 1, 10_000_000),
+			SenderOnlyAbove: p.intIn("rollup.sender_only_above", 1, 10_000_000),
+			SlowFactor:      p.intIn("rollup.slow_factor", 1, 1000),
 		},
 		Broker: Broker{Listen: p.str("broker.listen"), DataDir: p.str("broker.data_dir"), Sync: p.boolean("broker.sync")},
 		Dev:    Dev{Edges: p.intIn("dev.edges", 1, 64), HTTPAddr: p.str("dev.http_addr"), DataDir: p.str("dev.data_dir")},
