@@ -16,7 +16,7 @@ func StartTest(tb testing.TB, n int, secret []byte, tweak func(*Config)) *Cluste
 	tb.Helper()
 	cfg := DefaultConfig(n, secret)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg.Edge.Logger, cfg.Sequencer.Logger = log, log
+	cfg.Edge.Logger, cfg.Sequencer.Logger, cfg.Rollup.Logger = log, log, log
 	if tweak != nil {
 		tweak(&cfg)
 	}
