@@ -1,5 +1,5 @@
 # Every target delegates to a script or the go tool; see README.md.
-.PHONY: dev test gen lint bench bench-quick build
+.PHONY: dev test gen lint bench bench-quick bench-signaling build
 
 build:
 	go build -o bin/causeway ./cmd/causeway
@@ -21,3 +21,8 @@ bench:
 
 bench-quick:
 	benchmarks/run.sh -quick -out test-output/bench-quick.json
+
+bench-signaling:
+	go run ./benchmarks/cmd/callsetup -out benchmarks/results/call-latest.json
+	go run ./benchmarks/cmd/callsetup -load -out benchmarks/results/call-load-latest.json
+	go run ./benchmarks/cmd/callsetup -scenario presence -out benchmarks/results/presence-latest.json
