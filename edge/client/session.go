@@ -186,8 +186,10 @@ type Session struct {
 	resubQueue    []string
 	resubInflight int
 	watched       map[string]struct{} // users whose presence was asked for
-	err           error               // why the Session ended
-	ended         bool
+	// callSeqs holds the call_seqs seen per (call, sender), for dedup.
+	callSeqs map[string]map[uint64]bool
+	err      error // why the Session ended
+	ended    bool
 }
 
 // Connect dials an edge, retrying with backoff until one welcomes it, ctx
@@ -783,6 +785,34 @@ func (s *Session) route(f Frame) (out Frame, deliver bool, resub []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch f.Type {
+	case "signal":
+		// A resumed session gets the call's buffered signals again:
+		// deliver each (call, sender, call_seq) once.
+		k := f.Call + "\x00" + f.From
+		if f.CallSeq != 0 {
+			if s.callSeqs == nil {
+				s.callSeqs = make(map[string]map[uint64]bool)
+			}
+			seen := s.callSeqs[k]
+			if seen == nil {
+				seen = make(map[uint64]bool)
+				s.callSeqs[k] = seen
+			}
+			if seen[f.CallSeq] {
+				s.stats.duplicates.Add(1)
+				return f, false, nil
+			}
+			seen[f.CallSeq] = true
+			if len(seen) > maxSignalsPerCall {
+				// Bounded: a very long call forgets its oldest ones.
+				for q := range seen {
+					if q+maxSignalsPerCall < f.CallSeq {
+						delete(seen, q)
+					}
+				}
+			}
+		}
+		return f, true, nil
 	case "msg", "member":
 		t := s.groups[f.Group]
 		if t == nil {
@@ -1008,3 +1038,6 @@ func (s *Session) Typing(ctx context.Context, group string) error {
 func (s *Session) Read(ctx context.Context, group string, seq uint64) error {
 	return s.do(ctx, func(c *Client) error { return c.Read(ctx, group, seq) })
 }
+
+// maxSignalsPerCall bounds the call_seqs remembered per call and sender.
+const maxSignalsPerCall = 4096

@@ -1128,3 +1128,73 @@ func (p *proxy) freeze() {
 		pr.frozen.Store(true)
 	}
 }
+
+// A Session that reconnects mid-call resumes its old session: the signals
+// addressed to it while it was away arrive, and the buffered ones it had
+// already seen are not delivered twice.
+func TestSessionResumesCall(t *testing.T) {
+	t.Parallel()
+	cl := startCluster(t, 1, nil)
+	p := newProxy(t, cl.Edges[0].Addr())
+	bob := connect(t, "bob", nil, p.url())
+	alice := connect(t, "alice", nil, cl.URL(0))
+	ctx := ctxT(t, 30*time.Second)
+	if err := alice.Presence(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	collect(t, alice, 10*time.Second, func(fs []Frame) bool {
+		return len(fs) > 0 && fs[len(fs)-1].Type == "presence" && fs[len(fs)-1].Status == "online"
+	})
+	old := bob.Client().Session()
+	signal := func(i int) {
+		t.Helper()
+		if err := alice.Signal(ctx, "bob", old, "call-1", "ice", map[string]int{"i": i}); err != nil {
+			t.Fatalf("ice %d: %v", i, err)
+		}
+	}
+	for i := range 3 {
+		signal(i)
+	}
+	isLast := func(n uint64) func([]Frame) bool {
+		return func(fs []Frame) bool {
+			return len(fs) > 0 && fs[len(fs)-1].Type == "signal" && fs[len(fs)-1].CallSeq == n
+		}
+	}
+	got := collect(t, bob, 10*time.Second, isLast(3))
+	p.cut()
+	waitFor(t, "bob to notice the cut", func() bool { return bob.Client() == nil })
+	for i := 3; i < 6; i++ {
+		signal(i)
+	}
+	waitFor(t, "bob back", func() bool { c := bob.Client(); return c != nil && c.Session() != old })
+	got = append(got, collect(t, bob, 10*time.Second, isLast(6))...)
+	time.Sleep(300 * time.Millisecond) // room for a duplicate to show up
+	got = append(got, drain(bob)...)
+	var seqs []uint64
+	for _, f := range got {
+		if f.Type == "signal" {
+			seqs = append(seqs, f.CallSeq)
+		}
+	}
+	if len(seqs) != 6 {
+		t.Fatalf("bob got call_seqs %v, want 1..6 once each", seqs)
+	}
+	for i, q := range seqs {
+		if q != uint64(i+1) {
+			t.Fatalf("bob got call_seqs %v, want 1..6 in order", seqs)
+		}
+	}
+}
+
+// drain returns the frames already waiting on s.
+func drain(s *Session) []Frame {
+	var out []Frame
+	for {
+		select {
+		case f := <-s.Events():
+			out = append(out, f)
+		default:
+			return out
+		}
+	}
+}
