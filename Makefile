@@ -5,6 +5,8 @@ build:
 	go build -o bin/causeway ./cmd/causeway
 
 dev:
+	@# ClickHouse is optional for dev: without it the rollup's analytics wait.
+	@scripts/clickhouse.sh start || echo "make dev: ClickHouse did not start; running without analytics" >&2
 	go run ./cmd/causeway dev
 
 test:

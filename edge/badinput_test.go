@@ -33,6 +33,7 @@ type wireFrame struct {
 	ID      string `json:"id"`
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	Reason  string `json:"reason"`
 }
 
 // readFrames reads one WebSocket message and splits its NDJSON frames.

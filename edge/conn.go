@@ -1,16 +1,22 @@
 package edge
 
 import (
+	"bufio"
 	"bytes"
 	"context"
-
+	"errors"
 	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "github.com/causeway/causeway/schemas/causewaypb"
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 )
 
 // conn is one client WebSocket. Goroutines: the handler goroutine runs
@@ -21,6 +27,7 @@ import (
 type conn struct {
 	srv     *Server
 	ws      *websocket.Conn
+	raw     net.Conn // under ws; set by the upgrade, before serve
 	session string
 	log     *slog.Logger
 	ctx     context.Context
@@ -31,6 +38,23 @@ type conn struct {
 	auth bool
 	subs map[string]struct{}
 	bad  int
+	// user is this user's entry in the server's table (shared buckets);
+	// frames and bytes are this connection's buckets (nil: no limit).
+	user          *userState
+	frames, bytes *rate.Limiter
+	// limitedN refusals by a limit since limitedAt was last a second
+	// after the previous one.
+	limitedN  int
+	limitedAt time.Time
+	// expiry fires at the token's exp (exp holds it, in unix nanos: a
+	// refresh moves it); idle fires edge.idle_timeout after lastActive.
+	expiry     *time.Timer
+	idle       *time.Timer
+	exp        atomic.Int64
+	lastActive atomic.Int64
+	// abusive is set by the reader before it closes the connection for
+	// abuse; closeWith then does not wait for the close handshake.
+	abusive atomic.Bool
 
 	mu      sync.Mutex
 	queue   [][]byte
@@ -105,14 +129,48 @@ func (c *conn) push(frame []byte) bool {
 
 // closeWith closes the WebSocket with a code once; it may block for the
 // close handshake, so goroutines other than the reader call it with go.
+//
+// The close frame is always written; the peer's answer is awaited for
+// closeGrace, and not at all from a peer closed for abuse by the reader
+// (abusive: bad frames, rate limits): the close handshake reads and
+// discards whatever the peer still sends, one byte at a time, and a
+// flooding client would keep the edge busy reading garbage for the
+// library's 5 s.
 func (c *conn) closeWith(code websocket.StatusCode, reason string) {
 	c.closeOnce.Do(func() {
+		c.srv.m.closes.WithLabelValues(strconv.Itoa(int(code))).Inc()
 		c.mu.Lock()
 		c.closed = true
 		c.mu.Unlock()
+		if c.raw != nil {
+			grace := closeGrace
+			if c.abusive.Load() {
+				grace = 0
+			}
+			_ = c.raw.SetReadDeadline(time.Now().Add(grace))
+		}
 		_ = c.ws.Close(code, reason)
 		c.cancel()
 	})
+}
+
+// closeGrace is how long a closing connection waits for the peer's
+// close frame.
+const closeGrace = 2 * time.Second
+
+// hijackTap is the ResponseWriter given to websocket.Accept: it keeps the
+// hijacked net.Conn so closeWith can bound the close handshake.
+type hijackTap struct {
+	http.ResponseWriter
+	c *conn
+}
+
+func (h hijackTap) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err == nil {
+		h.c.raw = nc
+	}
+	return nc, brw, err
 }
 
 // flushThenClose lets the writer send what is queued (such as the error
@@ -222,8 +280,81 @@ func (c *conn) closeNow() {
 }
 
 func (c *conn) sendError(id, code, msg string) {
+	c.sendErrorReason(id, code, msg, "")
+}
+
+func (c *conn) sendErrorReason(id, code, msg, reason string) {
 	c.srv.m.errors.WithLabelValues(code).Inc()
-	c.enqueue(encodeError(id, code, msg))
+	c.enqueue(encodeErrorReason(id, code, msg, reason))
+}
+
+// touch records that something came from the client.
+func (c *conn) touch() { c.lastActive.Store(time.Now().UnixNano()) }
+
+// stoppedTimer returns a timer that runs f once armed with Reset: the
+// field holding it is set before it can fire.
+func stoppedTimer(f func()) *time.Timer {
+	t := time.AfterFunc(time.Hour, f)
+	t.Stop()
+	return t
+}
+
+// checkIdle runs on the idle timer: it closes a connection from which
+// nothing came for edge.idle_timeout, or re-arms for the rest.
+func (c *conn) checkIdle() {
+	if c.ctx.Err() != nil {
+		return
+	}
+	limit := c.srv.cfg.IdleTimeout
+	quiet := time.Since(time.Unix(0, c.lastActive.Load()))
+	if quiet < limit {
+		c.idle.Reset(limit - quiet)
+		return
+	}
+	c.log.Info("closing idle connection", "idle", quiet.Round(time.Second))
+	c.closeWith(ClosePolicy, "idle: nothing received for "+limit.String()+"; send ping frames")
+}
+
+// checkExpiry runs on the expiry timer: at the token's exp, unless a
+// refresh moved it, the session ends with unauthorized and 4401.
+func (c *conn) checkExpiry() {
+	if c.ctx.Err() != nil {
+		return
+	}
+	if left := time.Until(time.Unix(0, c.exp.Load())); left > 0 {
+		c.expiry.Reset(left)
+		return
+	}
+	c.log.Info("token expired; closing")
+	c.sendError("", CodeUnauthorized, "token expired: send refresh with a new token before exp")
+	c.flushThenClose(CloseUnauthorized, "token expired")
+}
+
+// limited answers a frame (or, with line nil, a message) refused by a
+// limit, and closes the connection with 4408 when refusals persist:
+// MaxRateLimited of them without a second free of refusals. It reports
+// whether the connection goes on.
+func (c *conn) limited(line []byte, limit string) bool {
+	cfg := &c.srv.cfg
+	c.srv.m.limited.WithLabelValues(limit).Inc()
+	now := time.Now()
+	if now.Sub(c.limitedAt) > time.Second {
+		c.limitedN = 0
+	}
+	c.limitedAt = now
+	c.limitedN++
+	var id string
+	if line != nil && len(line) <= cfg.MaxFrameBytes {
+		id = salvageID(line)
+	}
+	c.sendErrorReason(id, CodeRateLimited, "over the "+strings.ReplaceAll(limit, "_", " ")+" rate limit: slow down", limit)
+	if cfg.MaxRateLimited > 0 && c.limitedN >= cfg.MaxRateLimited {
+		c.log.Info("closing: over a rate limit persistently", "limit", limit)
+		c.abusive.Store(true)
+		c.flushThenClose(ClosePolicy, "rate limit: back off")
+		return false
+	}
+	return true
 }
 
 // serve is the reader loop; it returns when the connection ends.
@@ -234,6 +365,13 @@ func (c *conn) serve() {
 		c.closeWith(CloseUnauthorized, "no hello within "+cfg.HelloTimeout.String())
 	})
 	defer hello.Stop()
+	c.expiry = stoppedTimer(c.checkExpiry)
+	defer c.expiry.Stop()
+	if cfg.IdleTimeout > 0 {
+		c.idle = stoppedTimer(c.checkIdle)
+		c.idle.Reset(cfg.IdleTimeout)
+		defer c.idle.Stop()
+	}
 	go c.writer()
 	for {
 		_, msg, err := c.ws.Read(c.ctx)
@@ -242,6 +380,22 @@ func (c *conn) serve() {
 				c.srv.m.errors.WithLabelValues(CodeTooLarge).Inc()
 			}
 			return
+		}
+		c.touch()
+		// Limits are checked before any parsing: an abusive client costs
+		// a token-bucket check per message and per frame.
+		now := time.Now()
+		if !allow(c.bytes, now, len(msg)) {
+			if !c.limited(nil, limitConnBytes) {
+				return
+			}
+			continue
+		}
+		if c.user != nil && !allow(c.user.bytes, now, len(msg)) {
+			if !c.limited(nil, limitUserBytes) {
+				return
+			}
+			continue
 		}
 		for len(msg) > 0 {
 			line := msg
@@ -254,7 +408,16 @@ func (c *conn) serve() {
 			if len(line) == 0 {
 				continue
 			}
-			if !c.handle(line, hello) {
+			ok := true
+			switch {
+			case !allow(c.frames, now, 1):
+				ok = c.limited(line, limitConnFrames)
+			case c.user != nil && !allow(c.user.frames, now, 1):
+				ok = c.limited(line, limitUserFrames)
+			default:
+				ok = c.handle(line, hello)
+			}
+			if !ok {
 				return
 			}
 		}
@@ -286,15 +449,26 @@ func (c *conn) handle(line []byte, hello *time.Timer) bool {
 			c.flushThenClose(CloseUnauthorized, "hello required")
 			return false
 		}
-		id, err := c.srv.verifier.Verify(f.Token)
+		id, err := c.srv.verify(f.Token)
 		if err != nil {
 			c.sendError(f.ID, CodeUnauthorized, "invalid token")
+			// The error names the check that failed, never the token.
 			c.log.Info("hello refused", "err", err)
 			c.flushThenClose(CloseUnauthorized, "invalid token")
 			return false
 		}
+		u, ok := c.srv.users.acquire(id.User, cfg.MaxSessionsPerUser, c.srv.newUserState)
+		if !ok {
+			c.srv.m.limited.WithLabelValues(limitSessions).Inc()
+			c.sendErrorReason(f.ID, CodeRateLimited, "too many sessions of this user on this edge", limitSessions)
+			c.log.Info("hello refused: too many sessions", "user", id.User)
+			c.flushThenClose(ClosePolicy, "too many sessions")
+			return false
+		}
 		hello.Stop()
-		c.id, c.auth = id, true
+		c.id, c.auth, c.user = id, true, u
+		c.exp.Store(id.Expires.UnixNano())
+		c.expiry.Reset(time.Until(id.Expires))
 		c.log = c.log.With("user", id.User)
 		c.srv.register(c)
 		c.enqueue(marshalFrame(welcomeFrame{Type: "welcome", ID: f.ID, User: id.User, Session: c.session, Edge: cfg.ID}))
@@ -311,7 +485,25 @@ func (c *conn) handle(line []byte, hello *time.Timer) bool {
 	c.bad = 0
 	switch f.Type {
 	case "hello":
-		c.sendError(f.ID, CodeBadRequest, "already authenticated")
+		c.sendError(f.ID, CodeBadRequest, "already authenticated; use refresh for a new token")
+	case "refresh":
+		id, err := c.srv.verify(f.Token)
+		if err == nil && id.User != c.id.User {
+			c.srv.m.authFailures.WithLabelValues(authOtherUser).Inc()
+			err = errors.New("the token is for user " + id.User)
+		}
+		if err != nil {
+			// The session goes on under its current token until it
+			// expires; the client may try another.
+			c.log.Info("refresh refused", "err", err)
+			c.sendError(f.ID, CodeUnauthorized, "refresh refused: invalid token, or one for another user; the session still ends at the current token's exp")
+			return c.strike()
+		}
+		// New group patterns govern later joins; exp moves (either way).
+		c.id.Groups, c.id.Expires = id.Groups, id.Expires
+		c.exp.Store(id.Expires.UnixNano())
+		c.expiry.Reset(time.Until(id.Expires))
+		c.enqueue(marshalFrame(ackFrame{Type: "ack", ID: f.ID}))
 	case "ping":
 		// Answered here, without Kafka: a liveness probe for clients
 		// (browsers) that cannot see WebSocket pings.
@@ -335,6 +527,15 @@ func (c *conn) handle(line []byte, hello *time.Timer) bool {
 			})
 		}
 	case "presence":
+		added := 0
+		for _, u := range f.Users {
+			if _, ok := c.subs[personalStream(u)]; !ok {
+				added++
+			}
+		}
+		if !c.maySubscribe(f.ID, added) {
+			return true
+		}
 		for _, u := range f.Users {
 			g := personalStream(u)
 			c.subs[g] = struct{}{}
@@ -365,6 +566,9 @@ func (c *conn) handle(line []byte, hello *time.Timer) bool {
 			c.sendError(f.ID, CodeForbidden, "personal streams are not subscribed to; use presence and signal")
 			return true
 		}
+		if _, ok := c.subs[f.Group]; !ok && !c.maySubscribe(f.ID, 1) {
+			return true
+		}
 		a := &pb.Attach{Presence: f.Presence}
 		if f.Since != nil {
 			a.Since, a.HasSince = *f.Since, true
@@ -387,10 +591,24 @@ func (c *conn) handle(line []byte, hello *time.Timer) bool {
 	return true
 }
 
+// maySubscribe reports whether the session may take n more
+// subscriptions (groups and watched users), and answers rate_limited when
+// not; the connection goes on.
+func (c *conn) maySubscribe(id string, n int) bool {
+	max := c.srv.cfg.MaxSubscriptions
+	if max <= 0 || len(c.subs)+n <= max {
+		return true
+	}
+	c.srv.m.limited.WithLabelValues(limitSubscriptions).Inc()
+	c.sendErrorReason(id, CodeRateLimited, "too many subscriptions on this session (edge.max_subscriptions); unsubscribe first", limitSubscriptions)
+	return false
+}
+
 // strike counts a bad frame; too many in a row close the connection.
 func (c *conn) strike() bool {
 	c.bad++
 	if c.bad >= c.srv.cfg.MaxBadFrames {
+		c.abusive.Store(true)
 		c.flushThenClose(CloseProtocol, "too many bad frames")
 		return false
 	}

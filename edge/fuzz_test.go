@@ -2,10 +2,21 @@ package edge
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	pb "github.com/causeway/causeway/schemas/causewaypb"
+	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -47,10 +58,11 @@ func FuzzDecodeClientFrame(f *testing.F) {
 		}
 		needGroup := false
 		switch fr.Type {
-		case "hello":
+		case "hello", "refresh":
 			if fr.Token == "" {
-				t.Fatalf("hello without token accepted: %q", line)
+				t.Fatalf("%s without token accepted: %q", fr.Type, line)
 			}
+		case "ping":
 		case "join", "leave", "subscribe", "unsubscribe", "typing":
 			needGroup = true
 		case "send":
@@ -175,6 +187,86 @@ func FuzzDeliveryDecode(f *testing.F) {
 			if frame := encodeReply(r); frame != nil && (!json.Valid(frame) || bytes.ContainsAny(frame, "\r\n")) {
 				t.Fatalf("reply frame %q is not one JSON line", frame)
 			}
+		}
+	})
+}
+
+// fuzzEdKey is a fixed Ed25519 key, so committed EdDSA seeds stay
+// signed by a key the fuzzed verifier knows.
+var fuzzEdKey = ed25519.NewKeyFromSeed([]byte("causeway-fuzz-ed25519-key-seed!!"))
+
+// FuzzVerifyToken: any string presented as a token (in hello or refresh)
+// is accepted only as a well-formed identity within the configured
+// bounds, or refused with a TokenError of a known reason that does not
+// repeat the token; never a panic.
+func FuzzVerifyToken(f *testing.F) {
+	secret := []byte("fuzz-secret-0123456789abcdef0123456789")
+	der, err := x509.MarshalPKIXPublicKey(fuzzEdKey.Public())
+	if err != nil {
+		f.Fatal(err)
+	}
+	file := filepath.Join(f.TempDir(), "keys.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Headers: map[string]string{"kid": "fz"}, Bytes: der})
+	if err := os.WriteFile(file, pemBytes, 0o600); err != nil {
+		f.Fatal(err)
+	}
+	const maxLife = 24 * time.Hour
+	v, err := NewVerifierFrom(VerifierConfig{Secret: secret, PublicKeyFile: file, Issuer: "iss", Audience: "aud", MaxLifetime: maxLife})
+	if err != nil {
+		f.Fatal(err)
+	}
+	// Seeds valid now, so the accepting path is fuzzed too.
+	now := time.Now()
+	c := Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "ann", Issuer: "iss", Audience: jwt.ClaimStrings{"aud"},
+		IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour))}, Groups: []string{"room-*"}}
+	for _, m := range []struct {
+		method jwt.SigningMethod
+		key    any
+		kid    string
+	}{{jwt.SigningMethodHS256, secret, ""}, {jwt.SigningMethodEdDSA, fuzzEdKey, "fz"}, {jwt.SigningMethodHS256, pemBytes, ""}} {
+		tok := jwt.NewWithClaims(m.method, c)
+		if m.kid != "" {
+			tok.Header["kid"] = m.kid
+		}
+		s, err := tok.SignedString(m.key)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(s)
+	}
+	known := map[string]bool{}
+	for _, r := range authReasons {
+		known[r] = true
+	}
+	f.Fuzz(func(t *testing.T, tok string) {
+		id, err := v.Verify(tok)
+		if err != nil {
+			var te *TokenError
+			if !errors.As(err, &te) || !known[te.Reason] {
+				t.Fatalf("refusal %v: want a TokenError with a known reason", err)
+			}
+			if len(tok) >= 16 && strings.Contains(err.Error(), tok) {
+				t.Fatalf("the refusal repeats the token: %v", err)
+			}
+			return
+		}
+		if !ValidUserID(id.User) {
+			t.Fatalf("accepted invalid user %q", id.User)
+		}
+		if id.Expires.Before(time.Now().Add(-time.Minute)) || id.Expires.After(time.Now().Add(maxLife+time.Minute)) {
+			t.Fatalf("accepted exp %s outside (now, now + max lifetime]", id.Expires)
+		}
+		for _, p := range id.Groups {
+			if _, err := path.Match(p, ""); err != nil {
+				t.Fatalf("accepted bad pattern %q", p)
+			}
+		}
+		var hdr struct {
+			Alg string `json:"alg"`
+		}
+		raw, _ := base64.RawURLEncoding.DecodeString(strings.SplitN(tok, ".", 2)[0])
+		if json.Unmarshal(raw, &hdr) != nil || hdr.Alg != "HS256" && hdr.Alg != "EdDSA" {
+			t.Fatalf("accepted a token whose header %q names neither HS256 nor EdDSA", raw)
 		}
 	})
 }

@@ -20,6 +20,17 @@ const (
 	CodeInternal     = "internal"
 )
 
+var errorCodes = map[string]bool{CodeBadRequest: true, CodeUnauthorized: true, CodeForbidden: true, CodeNotMember: true,
+	CodeTooLarge: true, CodeRateLimited: true, CodeUnavailable: true, CodeInternal: true}
+
+// knownCode keeps a metrics label to the documented codes.
+func knownCode(code string) string {
+	if errorCodes[code] {
+		return code
+	}
+	return "other"
+}
+
 // WebSocket close codes (docs/PROTOCOL.md).
 const (
 	CloseGoingAway     = 4000 // edge draining: reconnect elsewhere
@@ -131,6 +142,10 @@ func (f *ClientFrame) validate() *FrameError {
 	switch f.Type {
 	case "":
 		return badRequest("frame needs \"type\"")
+	case "refresh":
+		if f.Token == "" {
+			return badRequest("refresh needs \"token\"")
+		}
 	case "hello":
 		if f.Token == "" {
 			return badRequest("hello needs \"token\"")
@@ -285,7 +300,11 @@ type errorFrame struct {
 }
 
 func encodeError(id, code, msg string) []byte {
-	return marshalFrame(errorFrame{Type: "error", ID: id, Code: code, Message: msg})
+	return encodeErrorReason(id, code, msg, "")
+}
+
+func encodeErrorReason(id, code, msg, reason string) []byte {
+	return marshalFrame(errorFrame{Type: "error", ID: id, Code: code, Message: msg, Reason: reason})
 }
 
 type signalFrame struct {

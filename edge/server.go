@@ -3,13 +3,17 @@ package edge
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base32"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"path"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,11 +39,52 @@ type Config struct {
 	HTTPAddr string
 	Kafka    pipeline.KafkaConfig
 	Layout   pipeline.Layout
-	// Secret verifies HS256 tokens.
-	Secret []byte
+	// Secret verifies HS256 tokens; empty turns HS256 off (then
+	// PublicKeyFile or JWKSURL is needed). See VerifierConfig for these
+	// fields.
+	Secret           []byte
+	PublicKeyFile    string
+	JWKSURL          string
+	JWKSRefresh      time.Duration
+	TokenIssuer      string
+	TokenAudience    string
+	MaxTokenLifetime time.Duration
+	// JWKSClient fetches JWKSURL (default: 5 s timeout).
+	JWKSClient *http.Client
 	// AllowedOrigins are host patterns accepted in the Origin header of
-	// the upgrade, beyond the edge's own host; "*" allows any.
+	// the upgrade, beyond the edge's own host; "*" allows any (refused
+	// by ValidateProduction). A request without Origin is not from a
+	// browser and passes; it still needs a valid hello.
 	AllowedOrigins []string
+	// TrustedProxies are the CIDRs of proxies whose X-Forwarded-For
+	// names the client for the per-IP limits; empty trusts none.
+	TrustedProxies []string
+	// IPLimitsExempt are client addresses (CIDRs) the per-IP limits do
+	// not apply to. The default is loopback: a local tool, or a local
+	// proxy not listed in TrustedProxies, where one address stands for
+	// every client and a per-IP limit would throttle them all together.
+	IPLimitsExempt []string
+
+	// Limits (limits.go); 0 turns one off. Rates are per second, with
+	// bursts of two seconds' worth.
+	ConnFramesPerSec int // frames per connection
+	ConnBytesPerSec  int // bytes of WebSocket messages per connection
+	UserFramesPerSec int // frames per user, all their sessions on this edge
+	UserBytesPerSec  int
+	// MaxRateLimited refusals without a second free of them close the
+	// connection with 4408.
+	MaxRateLimited     int
+	MaxSessionsPerUser int // on this edge
+	MaxSubscriptions   int // per session: groups and watched users
+	MaxConnsPerIP      int // open connections per client address
+	ConnRatePerIP      int // new connections per second per client address
+	// IdleTimeout closes (4408) a connection from which nothing came (no
+	// frame, no WebSocket ping) for this long; 0 never.
+	IdleTimeout time.Duration
+	// TLSCert and TLSKey (PEM files), both or neither, make the edge serve
+	// HTTPS and wss:// itself (TLS 1.2+); the files are read again when
+	// they change, so a renewed certificate needs no restart.
+	TLSCert, TLSKey string
 	// MaxFrameBytes limits one client frame (too_large beyond it).
 	MaxFrameBytes int
 	// MaxMessageBytes limits one WebSocket message (close 1009 beyond).
@@ -97,6 +142,20 @@ func DefaultConfig() Config {
 		PongTimeout:       10 * time.Second,
 		HeartbeatInterval: 3 * time.Second,
 		ProduceTimeout:    10 * time.Second,
+
+		JWKSRefresh:        DefaultJWKSRefresh,
+		MaxTokenLifetime:   24 * time.Hour,
+		ConnFramesPerSec:   250,
+		ConnBytesPerSec:    4 << 20,
+		UserFramesPerSec:   500,
+		UserBytesPerSec:    8 << 20,
+		MaxRateLimited:     100,
+		MaxSessionsPerUser: 32,
+		MaxSubscriptions:   1000,
+		MaxConnsPerIP:      1000,
+		ConnRatePerIP:      20,
+		IPLimitsExempt:     []string{"127.0.0.0/8", "::1"},
+		IdleTimeout:        5 * time.Minute,
 	}
 }
 
@@ -111,8 +170,13 @@ func (c Config) Validate() error {
 	switch {
 	case !ValidGroupID(c.ID):
 		return fmt.Errorf("edge.id %q: must be 1-128 of A-Z a-z 0-9 . _ - : @ +", c.ID)
-	case len(c.Secret) == 0:
-		return errors.New("auth.secret must not be empty")
+	case len(c.Secret) == 0 && c.PublicKeyFile == "" && c.JWKSURL == "":
+		return errors.New("auth: no token keys: set auth.secret, auth.public_keys_file or auth.jwks_url")
+	case c.JWKSRefresh < 0 || c.MaxTokenLifetime < 0 || c.IdleTimeout < 0:
+		return errors.New("auth.jwks_refresh, auth.max_token_lifetime and edge.idle_timeout must not be negative")
+	case c.ConnFramesPerSec < 0 || c.ConnBytesPerSec < 0 || c.UserFramesPerSec < 0 || c.UserBytesPerSec < 0 ||
+		c.MaxRateLimited < 0 || c.MaxSessionsPerUser < 0 || c.MaxSubscriptions < 0 || c.MaxConnsPerIP < 0 || c.ConnRatePerIP < 0:
+		return errors.New("edge limits must not be negative (0 turns one off)")
 	case c.MaxFrameBytes < 1024:
 		return fmt.Errorf("edge.max_frame_bytes %d: must be at least 1024", c.MaxFrameBytes)
 	case c.MaxMessageBytes < c.MaxFrameBytes:
@@ -126,9 +190,29 @@ func (c Config) Validate() error {
 	case c.HelloTimeout <= 0 || c.WriteTimeout <= 0 || c.PingInterval <= 0 || c.PongTimeout <= 0 || c.HeartbeatInterval <= 0 || c.ProduceTimeout <= 0 || c.SlowConsumerAfter <= 0 || c.SignalTTL <= 0:
 		return errors.New("edge timeouts and intervals must be positive")
 	}
+	for _, p := range c.AllowedOrigins {
+		if _, err := path.Match(p, ""); err != nil {
+			return fmt.Errorf("edge.allowed_origins pattern %q: %w", p, err)
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("edge.tls_cert and edge.tls_key: set both or neither")
+	}
+	if _, err := parsePrefixes(c.TrustedProxies); err != nil {
+		return fmt.Errorf("edge.trusted_proxies: %w (want CIDRs such as 10.0.0.0/8 or addresses)", err)
+	}
+	if _, err := parsePrefixes(c.IPLimitsExempt); err != nil {
+		return fmt.Errorf("edge.ip_limits_exempt: %w (want CIDRs such as 127.0.0.0/8 or addresses)", err)
+	}
 	if c.DevTokens {
+		if len(c.Secret) == 0 {
+			return errors.New("edge dev tokens: need auth.secret to sign them")
+		}
 		if c.DevTokenTTL <= 0 {
 			return fmt.Errorf("edge dev token ttl %s: must be positive when dev tokens are on", c.DevTokenTTL)
+		}
+		if c.MaxTokenLifetime > 0 && c.DevTokenTTL > c.MaxTokenLifetime {
+			return fmt.Errorf("edge dev token ttl %s: over auth.max_token_lifetime %s, its tokens would be refused", c.DevTokenTTL, c.MaxTokenLifetime)
 		}
 		if len(c.DevTokenGroups) == 0 {
 			return errors.New("edge dev token groups: must not be empty when dev tokens are on")
@@ -137,6 +221,30 @@ func (c Config) Validate() error {
 			if _, err := path.Match(p, ""); err != nil {
 				return fmt.Errorf("edge dev token group pattern %q: %w", p, err)
 			}
+		}
+	}
+	return nil
+}
+
+// ValidateProduction reports what only `causeway dev` may do: an HS256
+// secret shorter than MinSecretBytes, any origin ("*"), minting tokens for
+// anyone (DevTokens), or fetching keys over plain HTTP. `causeway edge`
+// refuses to start on it.
+func (c Config) ValidateProduction() error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case len(c.Secret) > 0 && len(c.Secret) < MinSecretBytes:
+		return fmt.Errorf("auth.secret has %d bytes: want at least %d random bytes outside causeway dev (e.g. head -c 32 /dev/urandom | base64)", len(c.Secret), MinSecretBytes)
+	case c.DevTokens:
+		return errors.New("dev tokens (/dev/token) are only for causeway dev")
+	case c.JWKSURL != "" && !strings.HasPrefix(strings.ToLower(c.JWKSURL), "https://"):
+		return fmt.Errorf("auth.jwks_url %q: want https:// outside causeway dev", c.JWKSURL)
+	}
+	for _, p := range c.AllowedOrigins {
+		if p == "*" {
+			return errors.New("edge.allowed_origins: \"*\" (any site may open WebSockets with its visitors' tokens) is only for causeway dev; list the origins' hosts")
 		}
 	}
 	return nil
@@ -153,10 +261,16 @@ type metrics struct {
 	signalsExpired prometheus.Counter
 	deliveries     prometheus.Counter
 	undecoded      *prometheus.CounterVec
+	// Refusals, by bounded reasons (never user or group IDs).
+	authFailures *prometheus.CounterVec
+	upgrades     *prometheus.CounterVec
+	limited      *prometheus.CounterVec
+	closes       *prometheus.CounterVec
 }
 
 var knownFrames = map[string]bool{"hello": true, "join": true, "leave": true, "subscribe": true, "unsubscribe": true,
-	"send": true, "read": true, "typing": true, "signal": true, "presence": true, "invalid": true}
+	"send": true, "read": true, "typing": true, "signal": true, "presence": true, "ping": true, "refresh": true,
+	"invalid": true}
 
 // frameIn counts a client frame; labels stay bounded.
 func (m *metrics) frameIn(typ string) {
@@ -185,8 +299,31 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		undecoded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "causeway_records_undecodable_total", Help: "Records that could not be decoded and were skipped."}, []string{"topic"}),
 	}
+	m.authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "causeway_edge_auth_failures_total", Help: "Tokens refused (hello and refresh), by reason."}, []string{"reason"})
+	m.upgrades = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "causeway_edge_upgrades_refused_total", Help: "WebSocket upgrades refused before the handshake, by reason."}, []string{"reason"})
+	m.limited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "causeway_edge_limited_total", Help: "Frames, messages, hellos and subscriptions refused by a limit, by limit."}, []string{"limit"})
+	m.closes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "causeway_edge_closes_total", Help: "Connections the edge closed, by close code."}, []string{"code"})
+	// Every label value exists from the start, so a rate over it is 0,
+	// not absent.
+	for _, r := range authReasons {
+		m.authFailures.WithLabelValues(r)
+	}
+	for _, r := range refuseReasons {
+		m.upgrades.WithLabelValues(r)
+	}
+	for _, r := range limitReasons {
+		m.limited.WithLabelValues(r)
+	}
+	for _, c := range []websocket.StatusCode{CloseGoingAway, CloseProtocol, CloseUnauthorized, ClosePolicy, CloseSlowConsumer} {
+		m.closes.WithLabelValues(strconv.Itoa(int(c)))
+	}
 	if r != nil {
-		r.MustRegister(m.conns, m.framesIn, m.framesOut, m.errors, m.slow, m.detached, m.signalsExpired, m.deliveries, m.undecoded)
+		r.MustRegister(m.conns, m.framesIn, m.framesOut, m.errors, m.slow, m.detached, m.signalsExpired, m.deliveries, m.undecoded,
+			m.authFailures, m.upgrades, m.limited, m.closes)
 	}
 	return m
 }
@@ -209,6 +346,12 @@ type Server struct {
 	mu       sync.RWMutex
 	sessions map[string]*conn
 
+	users   userTable
+	ips     ipTable
+	trusted []netip.Prefix // edge.trusted_proxies
+	exempt  []netip.Prefix // edge.ip_limits_exempt
+	tls     *tls.Config    // nil: plain HTTP
+
 	conns sync.WaitGroup // connection handlers
 
 	lastHeartbeat atomic.Int64 // unix nanos of the last successful heartbeat
@@ -227,18 +370,42 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
-	v, err := NewVerifier(cfg.Secret)
+	log := cfg.Logger.With("role", "edge", "edge", cfg.ID)
+	v, err := NewVerifierFrom(VerifierConfig{
+		Secret:        cfg.Secret,
+		PublicKeyFile: cfg.PublicKeyFile,
+		JWKSURL:       cfg.JWKSURL,
+		JWKSRefresh:   cfg.JWKSRefresh,
+		Issuer:        cfg.TokenIssuer,
+		Audience:      cfg.TokenAudience,
+		MaxLifetime:   cfg.MaxTokenLifetime,
+		HTTPClient:    cfg.JWKSClient,
+		Logger:        log,
+	})
 	if err != nil {
 		return nil, err
 	}
+	trusted, _ := parsePrefixes(cfg.TrustedProxies) // checked by Validate
+	exempt, _ := parsePrefixes(cfg.IPLimitsExempt)
 	s := &Server{
 		cfg:         cfg,
-		log:         cfg.Logger.With("role", "edge", "edge", cfg.ID),
+		log:         log,
 		m:           newMetrics(cfg.Registry),
 		verifier:    v,
 		slot:        pipeline.PartitionFor(cfg.ID, cfg.Layout.DeliveryPartitions),
 		incarnation: newSessionID()[1:],
 		sessions:    make(map[string]*conn),
+		users:       userTable{users: make(map[string]*userState)},
+		ips:         ipTable{maxConns: cfg.MaxConnsPerIP, perSec: cfg.ConnRatePerIP, ips: make(map[netip.Prefix]*ipState)},
+		trusted:     trusted,
+		exempt:      exempt,
+	}
+	if cfg.TLSCert != "" {
+		cr, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, log)
+		if err != nil {
+			return nil, err
+		}
+		s.tls = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cr.get}
 	}
 	s.prod, err = kgo.NewClient(append(cfg.Kafka.Opts(),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
@@ -303,25 +470,62 @@ func (s *Server) Handler() http.Handler {
 	// Browser demo and client library (edge/web). /dev/token answers 404
 	// unless DevTokens is on; it is registered either way so no static
 	// file can ever be served under that path.
-	var mint web.MintFunc
+	var devMint web.MintFunc
 	if s.cfg.DevTokens {
-		mint = func(user string) (string, []string, time.Time, error) {
+		devMint = func(user string) (string, []string, time.Time, error) {
 			now := time.Now()
-			tok, err := Mint(s.cfg.Secret, user, s.cfg.DevTokenGroups, s.cfg.DevTokenTTL, now)
+			tok, err := mint(s.cfg.Secret, user, s.cfg.DevTokenGroups, s.cfg.DevTokenTTL, now, s.cfg.TokenIssuer, s.cfg.TokenAudience)
 			return tok, s.cfg.DevTokenGroups, now.Add(s.cfg.DevTokenTTL), err
 		}
 	}
-	mux.Handle("GET /dev/token", web.DevTokenHandler(mint))
+	mux.Handle("GET /dev/token", web.DevTokenHandler(devMint))
 	mux.Handle("GET /", web.Handler())
 	return mux
 }
 
+// serveWS admits an upgrade, in order of cost: draining, Origin (a
+// browser on a foreign site: cross-site WebSocket hijacking), then the
+// client address's open connections and connection rate. Refusals are
+// plain HTTP errors before any WebSocket work, and counted.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() {
+		s.m.upgrades.WithLabelValues(refuseDraining).Inc()
 		http.Error(w, "edge is draining", http.StatusServiceUnavailable)
 		return
 	}
-	opts := &websocket.AcceptOptions{Subprotocols: []string{Subprotocol}}
+	if !originAllowed(r, s.cfg.AllowedOrigins) {
+		s.m.upgrades.WithLabelValues(refuseOrigin).Inc()
+		s.log.Debug("upgrade refused: origin not allowed", "origin", r.Header.Get("Origin"), "host", r.Host)
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
+	}
+	if addr := clientAddr(r, s.trusted); !inPrefixes(addr, s.exempt) {
+		ip := ipKey(addr)
+		if why, ok := s.ips.admit(ip, time.Now()); !ok {
+			s.m.upgrades.WithLabelValues(why).Inc()
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "too many connections from this address", http.StatusTooManyRequests)
+			return
+		}
+		defer s.ips.release(ip)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &conn{
+		srv:     s,
+		session: newSessionID(),
+		ctx:     ctx,
+		cancel:  cancel,
+		subs:    make(map[string]struct{}),
+		notify:  make(chan struct{}, 1),
+		frames:  newBucket(s.cfg.ConnFramesPerSec, 1),
+		bytes:   newBucket(s.cfg.ConnBytesPerSec, s.cfg.MaxMessageBytes),
+	}
+	c.touch()
+	opts := &websocket.AcceptOptions{
+		Subprotocols: []string{Subprotocol},
+		// A client's WebSocket ping shows it is there (edge.idle_timeout).
+		OnPingReceived: func(context.Context, []byte) bool { c.touch(); return true },
+	}
 	for _, o := range s.cfg.AllowedOrigins {
 		if o == "*" {
 			opts.InsecureSkipVerify = true
@@ -330,36 +534,72 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if !opts.InsecureSkipVerify {
 		opts.OriginPatterns = s.cfg.AllowedOrigins
 	}
-	ws, err := websocket.Accept(w, r, opts)
+	ws, err := websocket.Accept(hijackTap{ResponseWriter: w, c: c}, r, opts)
 	if err != nil {
+		cancel()
 		return // Accept wrote the HTTP error
 	}
+	c.ws = ws
 	if ws.Subprotocol() != Subprotocol {
+		s.m.upgrades.WithLabelValues(refuseSubprotocol).Inc()
+		cancel()
 		_ = ws.Close(websocket.StatusProtocolError, "subprotocol "+Subprotocol+" required")
 		return
 	}
-	s.conns.Add(1)
-	defer s.conns.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{
-		srv:     s,
-		ws:      ws,
-		session: newSessionID(),
-		ctx:     ctx,
-		cancel:  cancel,
-		subs:    make(map[string]struct{}),
-		notify:  make(chan struct{}, 1),
+	if !s.track() {
+		cancel()
+		_ = ws.Close(CloseGoingAway, "going_away: edge draining; reconnect to another edge")
+		return
 	}
+	defer s.conns.Done()
 	c.log = s.log.With("session", c.session)
 	s.m.conns.Inc()
 	defer func() {
 		cancel()
 		s.unregister(c)
 		c.detachAll()
+		if c.user != nil {
+			s.users.release(c.id.User)
+		}
 		_ = ws.CloseNow()
 		s.m.conns.Dec()
 	}()
 	c.serve()
+}
+
+// track counts a connection handler for the drain to wait for, unless
+// the drain has begun: under mu, so no Add races the drain's Wait.
+func (s *Server) track() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining.Load() {
+		return false
+	}
+	s.conns.Add(1)
+	return true
+}
+
+// verify checks a token and counts a refusal by its reason.
+func (s *Server) verify(token string) (Identity, error) {
+	id, err := s.verifier.Verify(token)
+	if err != nil {
+		reason := authMalformed
+		var te *TokenError
+		if errors.As(err, &te) {
+			reason = te.Reason
+		}
+		s.m.authFailures.WithLabelValues(reason).Inc()
+	}
+	return id, err
+}
+
+// newUserState is a user's entry in the users table: buckets shared by
+// all their sessions on this edge.
+func (s *Server) newUserState() *userState {
+	return &userState{
+		frames: newBucket(s.cfg.UserFramesPerSec, 1),
+		bytes:  newBucket(s.cfg.UserBytesPerSec, s.cfg.MaxMessageBytes),
+	}
 }
 
 func newSessionID() string {
@@ -434,14 +674,21 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.consume(gctx) })
 	g.Go(func() error { s.heartbeat(gctx); return nil })
 	g.Go(func() error {
-		if err := hs.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := func() error { return hs.Serve(s.ln) }
+		if s.tls != nil {
+			hs.TLSConfig = s.tls
+			serve = func() error { return hs.ServeTLS(s.ln, "", "") }
+		}
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve http: %w", err)
 		}
 		return nil
 	})
 	g.Go(func() error {
 		<-gctx.Done()
-		s.draining.Store(true)
+		s.mu.Lock()
+		s.draining.Store(true) // no track() succeeds after this
+		s.mu.Unlock()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = hs.Shutdown(sctx)
@@ -607,6 +854,15 @@ func (s *Server) route(r *kgo.Record, touched map[*conn]struct{}) {
 			s.log.Info("session detached by the sequencer; closing with going_away", "session", rep.GetSession(), "group", det.GetGroup(), "reason", det.GetReason())
 			go c.flushThenClose(CloseGoingAway, "going_away: resubscribe to "+det.GetGroup()+" with since")
 			continue
+		}
+		if e := rep.GetError(); e != nil {
+			// Refusals decided by the sequencer count like the edge's own.
+			s.m.errors.WithLabelValues(e.GetCode()).Inc()
+		}
+		if e := rep.GetError(); e != nil {
+			// Refusals decided by the sequencer (not_member, ...) are
+			// counted with the edge's own.
+			s.m.errors.WithLabelValues(knownCode(e.GetCode())).Inc()
 		}
 		if c.push(encodeReply(rep)) {
 			touched[c] = struct{}{}

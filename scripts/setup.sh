@@ -3,7 +3,10 @@
 # Debian's protobuf-compiler (for scripts/gen.sh --check and the schema
 # test that decodes records with protoc), protoc-gen-go, and Debian's
 # chromium (the browser tests in edge/web drive it headless with chromedp;
-# they look for it at /usr/bin/chromium or $CAUSEWAY_CHROMIUM).
+# they look for it at /usr/bin/chromium or $CAUSEWAY_CHROMIUM), and
+# Debian's clickhouse-server, clickhouse-client and openssl (the ClickHouse
+# sink's tests start a project-local server with scripts/clickhouse.sh,
+# which makes its TLS certificate with openssl; this only installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +15,9 @@ command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 # Checked by its package, not by PATH: a browser found elsewhere (a snap
 # stub, a Chrome build) is not the one the tests are written against.
 dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q 'install ok installed' || need_apt+=(chromium)
+for p in clickhouse-server clickhouse-client openssl; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need_apt+=("$p")
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
 	if [ "$(id -u)" != 0 ]; then
 		echo "setup: need ${need_apt[*]}; run as root or: sudo apt-get install -y ${need_apt[*]}" >&2

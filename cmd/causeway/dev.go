@@ -32,7 +32,7 @@ func newDevCmd() *cobra.Command {
 		// command turns this on.
 		ec.DevTokens = true
 		ec.DevTokenGroups = []string{"*"}
-		ec.DevTokenTTL = 12 * time.Hour
+		ec.DevTokenTTL = min(12*time.Hour, ec.MaxTokenLifetime)
 		dc := devcluster.Config{
 			Edges:     c.Dev.Edges,
 			HTTPAddr:  c.Dev.HTTPAddr,
@@ -40,6 +40,16 @@ func newDevCmd() *cobra.Command {
 			Edge:      ec,
 			Sequencer: sequencerConfig(c, "dev", log, nil),
 			Rollup:    rollupConfig(c, "dev", log, nil),
+		}
+		if c.Rollup.ClickHouse {
+			// ClickHouse is optional: while it is down (not started with
+			// scripts/clickhouse.sh) the sink waits, and catches up from
+			// Kafka once it is up; nothing else waits for it.
+			sc, err := analyticsSinkConfig(c, log, nil, true)
+			if err != nil {
+				return err
+			}
+			dc.Analytics = &sc
 		}
 		ctx := cmd.Context()
 		startCtx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -52,6 +62,9 @@ func newDevCmd() *cobra.Command {
 		fmt.Fprintf(out, "causeway dev: broker on %s, data in %s\n", cl.Broker.Addr(), c.Dev.DataDir)
 		for i, e := range cl.Edges {
 			fmt.Fprintf(out, "edge edge-%d: %s (health: http://%s/readyz, demo: %s)\n", i+1, cl.URL(i), e.Addr(), cl.PageURL(i))
+		}
+		if c.Rollup.ClickHouse {
+			fmt.Fprintf(out, "analytics: ClickHouse %s database %s (start one with scripts/clickhouse.sh start)\n", c.ClickHouse.Addr, c.ClickHouse.Database)
 		}
 		fmt.Fprintf(out, "mint a token: causeway token --user alice --groups 'room-*'\n")
 		<-ctx.Done()

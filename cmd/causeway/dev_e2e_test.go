@@ -24,7 +24,7 @@ func TestDevAndTerminalClients(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := binary(t)
-	env := []string{"CAUSEWAY_AUTH_SECRET=" + e2eSecret}
+	env := []string{"CAUSEWAY_AUTH_SECRET=" + e2eSecret, "CAUSEWAY_ROLLUP_CLICKHOUSE=false"}
 	dev := exec.Command(bin, "dev", "--edges", "2", "--http-addr", "127.0.0.1:0", "--broker-listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "dev"))
 	dev.Env = append(dev.Environ(), env...)
 	out, err := dev.StdoutPipe()

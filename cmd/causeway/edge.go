@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/causeway/causeway/cmd/causeway/internal/config"
@@ -27,14 +28,27 @@ func newEdgeCmd() *cobra.Command {
 		if id == "" {
 			id = defaultInstance()
 		}
+		ec := edgeConfig(c, id, c.Edge.HTTPAddr, log)
 		if c.Auth.Secret == config.DevSecret {
-			log.Warn("auth.secret is the public dev secret: anyone can mint tokens; set CAUSEWAY_AUTH_SECRET")
+			// The dev secret is public: anyone could mint tokens with it.
+			if c.Auth.PublicKeysFile == "" && c.Auth.JWKSURL == "" {
+				return errors.New("auth.secret is the public dev secret, only for causeway dev: set CAUSEWAY_AUTH_SECRET to at least 32 random bytes (head -c 32 /dev/urandom | base64), or configure auth.public_keys_file or auth.jwks_url")
+			}
+			ec.Secret = nil
+			log.Info("auth.secret is the public dev secret: HS256 tokens are refused, public-key tokens only")
 		}
-		s, err := edge.New(edgeConfig(c, id, c.Edge.HTTPAddr, log))
+		if err := ec.ValidateProduction(); err != nil {
+			return fmt.Errorf("edge config: %w", err)
+		}
+		s, err := edge.New(ec)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "edge %s listening on ws://%s/v1/ws\n", id, s.Addr())
+		scheme := "ws"
+		if ec.TLSCert != "" {
+			scheme = "wss"
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "edge %s listening on %s://%s/v1/ws\n", id, scheme, s.Addr())
 		return s.Run(cmd.Context())
 	}
 	return cmd

@@ -23,7 +23,7 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().String("config", "", "YAML config file (or CAUSEWAY_CONFIG)")
 	root.PersistentFlags().String("log-level", "", "debug, info, warn or error")
-	root.AddCommand(newDevCmd(), newBrokerCmd(), newEdgeCmd(), newSequencerCmd(), newRollupCmd(), newTokenCmd(), newClientCmd(), newInspectCmd(), newTopicsCmd())
+	root.AddCommand(newDevCmd(), newBrokerCmd(), newEdgeCmd(), newSequencerCmd(), newRollupCmd(), newTokenCmd(), newClientCmd(), newInspectCmd(), newTopicsCmd(), newMigrateCmd(), newReplayCmd())
 	return root
 }
 
@@ -80,7 +80,15 @@ func edgeConfig(c config.Config, id, addr string, log *slog.Logger) edge.Config 
 		Kafka:             kafkaConfig(c, "edge-"+id),
 		Layout:            layout(c),
 		Secret:            []byte(c.Auth.Secret),
+		PublicKeyFile:     c.Auth.PublicKeysFile,
+		JWKSURL:           c.Auth.JWKSURL,
+		JWKSRefresh:       c.Auth.JWKSRefresh,
+		TokenIssuer:       c.Auth.Issuer,
+		TokenAudience:     c.Auth.Audience,
+		MaxTokenLifetime:  c.Auth.MaxTokenLifetime,
 		AllowedOrigins:    c.Edge.AllowedOrigins,
+		TrustedProxies:    c.Edge.TrustedProxies,
+		IPLimitsExempt:    c.Edge.IPLimitsExempt,
 		MaxFrameBytes:     c.Edge.MaxFrameBytes,
 		MaxMessageBytes:   c.Edge.MaxMessageBytes,
 		QueueFrames:       c.Edge.QueueFrames,
@@ -94,8 +102,22 @@ func edgeConfig(c config.Config, id, addr string, log *slog.Logger) edge.Config 
 		ProduceTimeout:    c.Edge.ProduceTimeout,
 		SlowConsumerAfter: c.Edge.SlowConsumerAfter,
 		SignalTTL:         c.Edge.SignalTTL,
-		Registry:          prometheus.NewRegistry(),
-		Logger:            log,
+
+		ConnFramesPerSec:   c.Edge.ConnFramesPerSec,
+		ConnBytesPerSec:    c.Edge.ConnBytesPerSec,
+		UserFramesPerSec:   c.Edge.UserFramesPerSec,
+		UserBytesPerSec:    c.Edge.UserBytesPerSec,
+		MaxRateLimited:     c.Edge.MaxRateLimited,
+		MaxSessionsPerUser: c.Edge.MaxSessionsPerUser,
+		MaxSubscriptions:   c.Edge.MaxSubscriptions,
+		MaxConnsPerIP:      c.Edge.MaxConnsPerIP,
+		ConnRatePerIP:      c.Edge.ConnRatePerIP,
+		IdleTimeout:        c.Edge.IdleTimeout,
+		TLSCert:            c.Edge.TLSCert,
+		TLSKey:             c.Edge.TLSKey,
+
+		Registry: prometheus.NewRegistry(),
+		Logger:   log,
 	}
 }
 

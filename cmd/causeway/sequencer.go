@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	httppprof "net/http/pprof"
 	"time"
 
 	"github.com/causeway/causeway/consumers/sequencer"
@@ -42,7 +43,7 @@ func newSequencerCmd() *cobra.Command {
 		g, ctx := errgroup.WithContext(cmd.Context())
 		g.Go(func() error { return s.Run(ctx) })
 		addr, _ := cmd.Flags().GetString("metrics-addr")
-		if err := serveMetrics(ctx, g, addr, reg); err != nil {
+		if err := serveMetrics(ctx, g, addr, reg, c.Admin.Pprof, nil); err != nil {
 			return err
 		}
 		log.Info("sequencer started", "instance", id, "brokers", c.Kafka.Brokers)
@@ -52,8 +53,11 @@ func newSequencerCmd() *cobra.Command {
 }
 
 // serveMetrics serves /metrics and /healthz on addr (nothing when empty)
-// until ctx is done.
-func serveMetrics(ctx context.Context, g *errgroup.Group, addr string, reg *prometheus.Registry) error {
+// until ctx is done, and /debug/pprof/ when pprof is on (admin.pprof: an
+// operator's address, never a public one).
+//
+// ready, if set, answers /readyz (503 when false).
+func serveMetrics(ctx context.Context, g *errgroup.Group, addr string, reg *prometheus.Registry, pprof bool, ready func() bool) error {
 	if addr == "" {
 		return nil
 	}
@@ -64,6 +68,20 @@ func serveMetrics(ctx context.Context, g *errgroup.Group, addr string, reg *prom
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if ready != nil && !ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	if pprof {
+		mux.HandleFunc("/debug/pprof/", httppprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", httppprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", httppprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", httppprof.Trace)
+	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	g.Go(func() error {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -65,6 +66,7 @@ type metrics struct {
 	records, summaries, undecodable prometheus.Counter
 	txns                            *prometheus.CounterVec
 	groups                          prometheus.Gauge
+	lag                             *prometheus.GaugeVec
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -77,9 +79,11 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		txns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "causeway_rollup_transactions_total", Help: "Rollup transactions, by result."}, []string{"result"}),
 		groups: prometheus.NewGauge(prometheus.GaugeOpts{Name: "causeway_rollup_groups", Help: "Groups with rollup state in this process."}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "causeway_rollup_lag_records", Help: "Sequencer-changelog records behind the high watermark, per partition (at the last fetch)."}, []string{"partition"}),
 	}
 	if r != nil {
-		r.MustRegister(m.records, m.summaries, m.undecodable, m.txns, m.groups)
+		r.MustRegister(m.records, m.summaries, m.undecodable, m.txns, m.groups, m.lag)
 	}
 	return m
 }
@@ -163,6 +167,11 @@ func (r *Rollup) Run(ctx context.Context) error {
 		fetches.EachError(func(t string, p int32, err error) {
 			if !errors.Is(err, context.DeadlineExceeded) {
 				r.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+			}
+		})
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if n := len(fp.Records); n > 0 {
+				r.m.lag.WithLabelValues(strconv.Itoa(int(fp.Partition))).Set(float64(max(0, fp.HighWatermark-fp.Records[n-1].Offset-1)))
 			}
 		})
 		if fetches.NumRecords() == 0 && !r.owes() {
@@ -288,6 +297,11 @@ func (r *Rollup) process(ctx context.Context, fetches kgo.Fetches) error {
 		return nil
 	}
 	r.m.txns.WithLabelValues("committed").Inc()
+	total := 0
+	for _, ps := range r.parts {
+		total += ps.Groups()
+	}
+	r.m.groups.Set(float64(total))
 	if r.cfg.Receipts != nil && len(rows) > 0 {
 		r.cfg.Receipts(rows)
 	}

@@ -51,15 +51,23 @@ type ReceiptRow struct {
 	Version                uint64
 }
 
-// PresenceRow is one session of a user on an edge; OfflineAt is zero
-// while it lasts. Version grows with updates of the same (User, Session).
+// PresenceRow is what one changelog record says about a session of a
+// user: it went online on Edge at OnlineAt (an attachment record), or
+// offline at OfflineAt (its tombstone). Each record stands alone, so an
+// offline row has only OfflineAt: when and where the session began is in
+// an earlier record (or, after compaction, nowhere). Times that are zero
+// are not set. The sink stores each set time as an event
+// (presence_events), and queries pair a session's events
+// (docs/analytics.md).
 type PresenceRow struct {
 	User      string
 	Session   string
-	Edge      string
+	Edge      string // set on an online row; may be empty on an offline one
 	OnlineAt  time.Time
 	OfflineAt time.Time
-	Version   uint64
+	// Version is the record's timestamp in Unix milliseconds. Unused for
+	// presence: events are never updated, so nothing needs ordering.
+	Version uint64
 }
 
 // Batch is what the rollup writes to the sink at once.

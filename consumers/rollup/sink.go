@@ -33,6 +33,9 @@ type SinkConfig struct {
 	// catch up from Kafka, without holding up the receipts summaries.
 	GroupID string
 	Writer  Writer
+	// Prepare, if set, runs (and is retried) before the first write: e.g.
+	// creating the tables in `causeway dev`.
+	Prepare func(ctx context.Context) error
 	// MaxRows bounds one batch (and so the sink's memory while the store
 	// is down); FlushEvery bounds how long rows wait.
 	MaxRows    int
@@ -140,6 +143,22 @@ func (s *Sink) Run(ctx context.Context) error {
 		return fmt.Errorf("sink client: %w", err)
 	}
 	defer cl.Close()
+	if p := s.cfg.Prepare; p != nil {
+		for attempt := 0; ; attempt++ {
+			err := p(ctx)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.down(err)
+			if !sleepCtx(ctx, backoff(attempt)) {
+				return nil
+			}
+		}
+		s.back(0)
+	}
 	for ctx.Err() == nil {
 		var b Batch
 		var oldest time.Time
@@ -174,23 +193,13 @@ func (s *Sink) Run(ctx context.Context) error {
 				s.putBack(receipts)
 				return nil
 			}
-			s.failures.Inc()
-			s.up.Set(0)
-			if s.healthy.Swap(false) {
-				s.log.Warn("analytics store unavailable; receipts summaries go on, rows wait in Kafka", "err", werr)
-			}
-			d := min(30*time.Second, time.Duration(attempt+1)*500*time.Millisecond)
-			select {
-			case <-ctx.Done():
+			s.down(werr)
+			if !sleepCtx(ctx, backoff(attempt)) {
 				s.putBack(receipts)
 				return nil
-			case <-time.After(d):
 			}
 		}
-		if !s.healthy.Swap(true) {
-			s.log.Info("analytics store back; caught up", "rows", b.Len())
-		}
-		s.up.Set(1)
+		s.back(b.Len())
 		s.rows.Add(float64(b.Len()))
 		if err := cl.CommitUncommittedOffsets(ctx); err != nil && ctx.Err() == nil {
 			// Rows already written are written again later: harmless.
@@ -246,5 +255,35 @@ func rowsOf(b *Batch, r *kgo.Record) {
 			return
 		}
 		b.Reads = append(b.Reads, ReadRow{Group: gid, User: sub, Watermark: m.GetReadSeq(), ReadAt: ms(m.GetReadTsMs())})
+	}
+}
+
+func (s *Sink) down(err error) {
+	s.failures.Inc()
+	s.up.Set(0)
+	if s.healthy.Swap(false) {
+		s.log.Warn("analytics store unavailable; receipts summaries go on, rows wait in Kafka", "err", err)
+	}
+}
+
+func (s *Sink) back(rows int) {
+	s.up.Set(1)
+	if !s.healthy.Swap(true) {
+		s.log.Info("analytics store back", "rows", rows)
+	}
+}
+
+func backoff(attempt int) time.Duration {
+	return min(30*time.Second, time.Duration(attempt+1)*500*time.Millisecond)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }

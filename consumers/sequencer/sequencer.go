@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -86,6 +87,8 @@ type metrics struct {
 	txns        *prometheus.CounterVec
 	restores    prometheus.Counter
 	groups      prometheus.Gauge
+	lag         *prometheus.GaugeVec
+	txnSeconds  prometheus.Histogram
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -102,9 +105,14 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Name: "causeway_sequencer_restores_total", Help: "Partition states rebuilt from the changelog."}),
 		groups: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "causeway_sequencer_groups", Help: "Groups with state in memory."}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "causeway_sequencer_lag_records", Help: "Group-log records behind the high watermark, per partition (at the last fetch)."}, []string{"partition"}),
+		txnSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "causeway_sequencer_transaction_seconds", Help: "Time to apply a batch and end its transaction.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
 	if r != nil {
-		r.MustRegister(m.records, m.undecodable, m.deliveries, m.txns, m.restores, m.groups)
+		r.MustRegister(m.records, m.undecodable, m.deliveries, m.txns, m.restores, m.groups, m.lag, m.txnSeconds)
 	}
 	return m
 }
@@ -230,7 +238,15 @@ func (s *Sequencer) Run(ctx context.Context) error {
 		if fetches.NumRecords() == 0 {
 			continue
 		}
-		if err := s.process(ctx, fetches); err != nil {
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if n := len(fp.Records); n > 0 {
+				s.m.lag.WithLabelValues(strconv.Itoa(int(fp.Partition))).Set(float64(max(0, fp.HighWatermark-fp.Records[n-1].Offset-1)))
+			}
+		})
+		began := time.Now()
+		err := s.process(ctx, fetches)
+		s.m.txnSeconds.Observe(time.Since(began).Seconds())
+		if err != nil {
 			if ctx.Err() != nil {
 				break
 			}
@@ -359,6 +375,11 @@ func (s *Sequencer) process(ctx context.Context, fetches kgo.Fetches) error {
 		return nil
 	}
 	s.m.txns.WithLabelValues("committed").Inc()
+	total := 0
+	for _, ps := range s.parts {
+		total += ps.Groups()
+	}
+	s.m.groups.Set(float64(total))
 	return nil
 }
 

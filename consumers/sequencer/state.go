@@ -73,12 +73,12 @@ type dedupEntry struct {
 
 // group is one group's sequencing state.
 type group struct {
-	id          string
-	seq         uint64
-	dedupClock  uint64
-	members     map[string]uint64 // user -> seq of the join
+	id         string
+	seq        uint64
+	dedupClock uint64
+	members    map[string]uint64 // user -> seq of the join
 	// reads holds members' read watermarks (absent: nothing read).
-	reads map[string]readMark
+	reads       map[string]readMark
 	attachments map[string]attachment
 	dedup       map[string]dedupEntry
 	// dedupOrder lists dedup keys oldest first (by clock), for eviction.

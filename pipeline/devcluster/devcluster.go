@@ -36,6 +36,8 @@ type Config struct {
 	Sequencer sequencer.Config
 	// Rollup runs when its GroupID is set (DefaultConfig sets it).
 	Rollup rollup.Config
+	// Analytics, if set, runs the rollup's analytics sink with it.
+	Analytics *rollup.SinkConfig
 }
 
 // Cluster is a running in-process cluster.
@@ -44,11 +46,12 @@ type Cluster struct {
 	Edges     []*edge.Server
 	Sequencer *sequencer.Sequencer
 	Rollup    *rollup.Rollup
+	Sink      *rollup.Sink
 
 	seqCancel, edgeCancel, rollupCancel context.CancelFunc
 	seqDone, rollupDone                 chan error
-	edgeDone              []chan error
-	closed                bool
+	edgeDone                            []chan error
+	closed                              bool
 }
 
 // DefaultConfig is a dev cluster with n edges on free ports and an
@@ -129,15 +132,40 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		if rc.Registerer == nil {
 			rc.Registerer = prometheus.NewRegistry()
 		}
+		var sink *rollup.Sink
+		if cfg.Analytics != nil {
+			sc := *cfg.Analytics
+			sc.Kafka.Brokers = brokers
+			if sc.Kafka.ClientID == "" {
+				sc.Kafka.ClientID = "causeway-rollup-sink"
+			}
+			if sc.Layout.GroupTopic == "" {
+				sc.Layout = rc.Layout
+			}
+			if sink, err = rollup.NewSink(sc); err != nil {
+				_ = c.Close()
+				return nil, err
+			}
+			rc.Receipts = sink.AddReceipts
+		}
 		ru, err := rollup.New(rc)
 		if err != nil {
 			_ = c.Close()
 			return nil, err
 		}
-		c.Rollup = ru
+		c.Rollup, c.Sink = ru, sink
 		ctx, cancel := context.WithCancel(context.Background())
 		c.rollupCancel, c.rollupDone = cancel, make(chan error, 1)
-		go func() { c.rollupDone <- ru.Run(ctx) }()
+		if sink == nil {
+			go func() { c.rollupDone <- ru.Run(ctx) }()
+		} else {
+			go func() {
+				errc := make(chan error, 1)
+				go func() { errc <- sink.Run(ctx) }()
+				err := ru.Run(ctx)
+				c.rollupDone <- errors.Join(err, <-errc)
+			}()
+		}
 	}
 
 	edgeCtx, edgeCancel := context.WithCancel(context.Background())

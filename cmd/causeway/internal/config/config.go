@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sort"
 	"strconv"
@@ -34,6 +35,12 @@ var Defaults = map[string]any{
 	"topics.delivery_partitions":    16,
 	"topics.replication_factor":     -1,
 	"auth.secret":                   DevSecret,
+	"auth.public_keys_file":         "",
+	"auth.jwks_url":                 "",
+	"auth.jwks_refresh":             "5m",
+	"auth.issuer":                   "",
+	"auth.audience":                 "",
+	"auth.max_token_lifetime":       "24h",
 	"edge.id":                       "",
 	"edge.http_addr":                "127.0.0.1:8080",
 	"edge.allowed_origins":          "",
@@ -50,6 +57,20 @@ var Defaults = map[string]any{
 	"edge.pong_timeout":             "10s",
 	"edge.heartbeat_interval":       "3s",
 	"edge.produce_timeout":          "10s",
+	"edge.trusted_proxies":          "",
+	"edge.conn_frames_per_sec":      250,
+	"edge.conn_bytes_per_sec":       4 << 20,
+	"edge.user_frames_per_sec":      500,
+	"edge.user_bytes_per_sec":       8 << 20,
+	"edge.max_rate_limited":         100,
+	"edge.max_sessions_per_user":    32,
+	"edge.max_subscriptions":        1000,
+	"edge.max_conns_per_ip":         1000,
+	"edge.conn_rate_per_ip":         20,
+	"edge.ip_limits_exempt":         "127.0.0.0/8,::1",
+	"edge.idle_timeout":             "5m",
+	"edge.tls_cert":                 "",
+	"edge.tls_key":                  "",
 	"sequencer.group_id":            "causeway-sequencer",
 	"sequencer.instance_id":         "",
 	"sequencer.dedup_window":        1000,
@@ -64,6 +85,7 @@ var Defaults = map[string]any{
 	"sequencer.typing_window":       "500ms",
 	"sequencer.typing_expiry":       "5s",
 	"sequencer.max_batch":           2000,
+	"admin.pprof":                   false,
 	"rollup.group_id":               "causeway-rollup",
 	"rollup.instance_id":            "",
 	"rollup.window":                 "500ms",
@@ -71,6 +93,7 @@ var Defaults = map[string]any{
 	"rollup.counts_only_above":      100,
 	"rollup.sender_only_above":      1000,
 	"rollup.slow_factor":            4,
+	"rollup.clickhouse":             true,
 	"sequencer.session_timeout":     "6s",
 	"sequencer.transaction_timeout": "10s",
 	"broker.listen":                 "127.0.0.1:9092",
@@ -86,19 +109,32 @@ var Defaults = map[string]any{
 	// told otherwise, where a role creating a missing topic takes the
 	// broker default (dev's single broker holds only one).
 	"topics.create_replication_factor": 3,
+
+	// ClickHouse, for the rollup's analytics and `causeway migrate`. The
+	// default address is the project-local server of scripts/clickhouse.sh.
+	"clickhouse.addr":     "127.0.0.1:19000",
+	"clickhouse.database": "causeway",
+	"clickhouse.username": "default",
+	"clickhouse.password": "",
+	"clickhouse.tls":      false,
+	// PEM file of the CAs that sign the server's certificate; empty: the
+	// system's roots.
+	"clickhouse.tls_ca_file": "",
 }
 
 // Config is every setting, typed.
 type Config struct {
-	Kafka     Kafka
-	Topics    Topics
-	Auth      Auth
-	Edge      Edge
-	Sequencer Sequencer
-	Rollup    Rollup
-	Broker    Broker
-	Dev       Dev
-	Log       Log
+	Kafka      Kafka
+	Topics     Topics
+	Auth       Auth
+	Edge       Edge
+	Sequencer  Sequencer
+	Rollup     Rollup
+	Admin      Admin
+	Broker     Broker
+	Dev        Dev
+	Log        Log
+	ClickHouse ClickHouse
 }
 
 type Kafka struct {
@@ -115,7 +151,14 @@ type Topics struct {
 	CreateReplicationFactor   int
 }
 
-type Auth struct{ Secret string }
+type Auth struct {
+	Secret           string
+	PublicKeysFile   string
+	JWKSURL          string
+	JWKSRefresh      time.Duration
+	Issuer, Audience string
+	MaxTokenLifetime time.Duration
+}
 
 type Edge struct {
 	ID                                                               string
@@ -125,6 +168,15 @@ type Edge struct {
 	MaxBadFrames                                                     int
 	HelloTimeout, WriteTimeout, PingInterval, PongTimeout, Heartbeat time.Duration
 	ProduceTimeout, SlowConsumerAfter, SignalTTL                     time.Duration
+
+	TrustedProxies, IPLimitsExempt     []string
+	ConnFramesPerSec, ConnBytesPerSec  int
+	UserFramesPerSec, UserBytesPerSec  int
+	MaxRateLimited, MaxSessionsPerUser int
+	MaxSubscriptions                   int
+	MaxConnsPerIP, ConnRatePerIP       int
+	IdleTimeout                        time.Duration
+	TLSCert, TLSKey                    string
 }
 
 type Sequencer struct {
@@ -143,7 +195,12 @@ type Rollup struct {
 	Window                                        time.Duration
 	MaxMessages, CountsOnlyAbove, SenderOnlyAbove int
 	SlowFactor                                    int
+	// ClickHouse: write analytics with the clickhouse.* settings.
+	ClickHouse bool
 }
+
+// Admin is the operators' side: pprof on the roles' metrics address.
+type Admin struct{ Pprof bool }
 
 type Broker struct {
 	Listen, DataDir string
@@ -157,6 +214,14 @@ type Dev struct {
 }
 
 type Log struct{ Level, Format string }
+
+// ClickHouse is where the rollup writes analytics (consumers/rollup/chsink).
+type ClickHouse struct {
+	Addr, Database     string
+	Username, Password string
+	TLS                bool
+	TLSCAFile          string
+}
 
 // Loader reads configuration for one command.
 type Loader struct {
@@ -216,7 +281,15 @@ func (l *Loader) Load(file string) (Config, error) {
 
 			CreateReplicationFactor: p.intIn("topics.create_replication_factor", -1, 32767),
 		},
-		Auth: Auth{Secret: p.str("auth.secret")},
+		Auth: Auth{
+			Secret:           p.str("auth.secret"),
+			PublicKeysFile:   p.str("auth.public_keys_file"),
+			JWKSURL:          p.str("auth.jwks_url"),
+			JWKSRefresh:      p.dur("auth.jwks_refresh"),
+			Issuer:           p.str("auth.issuer"),
+			Audience:         p.str("auth.audience"),
+			MaxTokenLifetime: p.dur("auth.max_token_lifetime"),
+		},
 		Edge: Edge{
 			ID: p.str("edge.id"), HTTPAddr: p.str("edge.http_addr"), AllowedOrigins: p.list("edge.allowed_origins"),
 			MaxFrameBytes:     p.intIn("edge.max_frame_bytes", 1024, 16<<20),
@@ -232,6 +305,22 @@ func (l *Loader) Load(file string) (Config, error) {
 			ProduceTimeout:    p.dur("edge.produce_timeout"),
 			SlowConsumerAfter: p.dur("edge.slow_consumer_after"),
 			SignalTTL:         p.dur("edge.signal_ttl"),
+
+			// Limits: 0 turns one off.
+			TrustedProxies:     p.list("edge.trusted_proxies"),
+			IPLimitsExempt:     p.list("edge.ip_limits_exempt"),
+			ConnFramesPerSec:   p.intIn("edge.conn_frames_per_sec", 0, 1_000_000),
+			ConnBytesPerSec:    p.intIn("edge.conn_bytes_per_sec", 0, 1<<30),
+			UserFramesPerSec:   p.intIn("edge.user_frames_per_sec", 0, 1_000_000),
+			UserBytesPerSec:    p.intIn("edge.user_bytes_per_sec", 0, 1<<30),
+			MaxRateLimited:     p.intIn("edge.max_rate_limited", 0, 1_000_000),
+			MaxSessionsPerUser: p.intIn("edge.max_sessions_per_user", 0, 1_000_000),
+			MaxSubscriptions:   p.intIn("edge.max_subscriptions", 0, 1_000_000),
+			MaxConnsPerIP:      p.intIn("edge.max_conns_per_ip", 0, 10_000_000),
+			ConnRatePerIP:      p.intIn("edge.conn_rate_per_ip", 0, 1_000_000),
+			IdleTimeout:        p.durOrOff("edge.idle_timeout"),
+			TLSCert:            p.str("edge.tls_cert"),
+			TLSKey:             p.str("edge.tls_key"),
 		},
 		Sequencer: Sequencer{
 			GroupID: p.str("sequencer.group_id"), InstanceID: p.str("sequencer.instance_id"),
@@ -250,6 +339,7 @@ func (l *Loader) Load(file string) (Config, error) {
 			TypingWindow:       p.dur("sequencer.typing_window"),
 			TypingExpiry:       p.dur("sequencer.typing_expiry"),
 		},
+		Admin: Admin{Pprof: p.boolean("admin.pprof")},
 		Rollup: Rollup{
 			GroupID: p.str("rollup.group_id"), InstanceID: p.str("rollup.instance_id"),
 			Window:          p.dur("rollup.window"),
@@ -257,10 +347,16 @@ func (l *Loader) Load(file string) (Config, error) {
 			CountsOnlyAbove: p.intIn("rollup.counts_only_above", 1, 10_000_000),
 			SenderOnlyAbove: p.intIn("rollup.sender_only_above", 1, 10_000_000),
 			SlowFactor:      p.intIn("rollup.slow_factor", 1, 1000),
+			ClickHouse:      p.boolean("rollup.clickhouse"),
 		},
 		Broker: Broker{Listen: p.str("broker.listen"), DataDir: p.str("broker.data_dir"), Sync: p.boolean("broker.sync")},
 		Dev:    Dev{Edges: p.intIn("dev.edges", 1, 64), HTTPAddr: p.str("dev.http_addr"), DataDir: p.str("dev.data_dir")},
 		Log:    Log{Level: p.oneOf("log.level", "debug", "info", "warn", "error"), Format: p.oneOf("log.format", "text", "json")},
+		ClickHouse: ClickHouse{
+			Addr: p.hostPort("clickhouse.addr"), Database: p.identifier("clickhouse.database"),
+			Username: p.str("clickhouse.username"), Password: p.str("clickhouse.password"), TLS: p.boolean("clickhouse.tls"),
+			TLSCAFile: p.str("clickhouse.tls_ca_file"),
+		},
 	}
 	if len(p.errs) > 0 {
 		return Config{}, errors.Join(p.errs...)
@@ -357,12 +453,54 @@ func (p *parser) dur(key string) time.Duration {
 	return d
 }
 
+// durOrOff is dur that also takes 0 (with or without a unit): off.
+func (p *parser) durOrOff(key string) time.Duration {
+	switch x := p.v.Get(key).(type) {
+	case int:
+		if x == 0 {
+			return 0
+		}
+	case string:
+		if s := strings.TrimSpace(x); s == "0" || s == "0s" {
+			return 0
+		}
+	}
+	return p.dur(key)
+}
+
 func (p *parser) boolean(key string) bool {
 	b, err := cast.ToBoolE(p.v.Get(key))
 	if err != nil {
 		p.bad(key, p.v.Get(key), "true or false")
 	}
 	return b
+}
+
+// hostPort reads HOST:PORT with a port from 1 to 65535.
+func (p *parser) hostPort(key string) string {
+	s := p.str(key)
+	host, port, err := net.SplitHostPort(s)
+	n, perr := strconv.Atoi(port)
+	if err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+		p.bad(key, s, "HOST:PORT with a port from 1 to 65535")
+	}
+	return s
+}
+
+// identifier reads a ClickHouse database name: letters, digits and
+// underscores, not starting with a digit.
+func (p *parser) identifier(key string) string {
+	s := p.str(key)
+	ok := s != ""
+	for i, r := range s {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
+			ok = false
+		}
+	}
+	if !ok {
+		p.bad(key, s, "letters, digits and underscores, not starting with a digit")
+	}
+	return s
 }
 
 func (p *parser) oneOf(key string, allowed ...string) string {

@@ -81,6 +81,21 @@ func TestDefaults(t *testing.T) {
 		{"topics.replication_factor", c.Topics.ReplicationFactor, -1},
 		{"auth.secret", c.Auth.Secret, config.DevSecret},
 		{"edge.allowed_origins", c.Edge.AllowedOrigins, []string(nil)},
+		{"auth.jwks_refresh", c.Auth.JWKSRefresh, 5 * time.Minute},
+		{"auth.max_token_lifetime", c.Auth.MaxTokenLifetime, 24 * time.Hour},
+		{"auth.jwks_url", c.Auth.JWKSURL, ""},
+		{"edge.conn_frames_per_sec", c.Edge.ConnFramesPerSec, 250},
+		{"edge.conn_bytes_per_sec", c.Edge.ConnBytesPerSec, 4 << 20},
+		{"edge.user_frames_per_sec", c.Edge.UserFramesPerSec, 500},
+		{"edge.user_bytes_per_sec", c.Edge.UserBytesPerSec, 8 << 20},
+		{"edge.max_rate_limited", c.Edge.MaxRateLimited, 100},
+		{"edge.max_sessions_per_user", c.Edge.MaxSessionsPerUser, 32},
+		{"edge.max_subscriptions", c.Edge.MaxSubscriptions, 1000},
+		{"edge.max_conns_per_ip", c.Edge.MaxConnsPerIP, 1000},
+		{"edge.conn_rate_per_ip", c.Edge.ConnRatePerIP, 20},
+		{"edge.ip_limits_exempt", c.Edge.IPLimitsExempt, []string{"127.0.0.0/8", "::1"}},
+		{"edge.idle_timeout", c.Edge.IdleTimeout, 5 * time.Minute},
+		{"edge.trusted_proxies", c.Edge.TrustedProxies, []string(nil)},
 		{"edge.max_frame_bytes", c.Edge.MaxFrameBytes, 64 << 10},
 		{"edge.queue_frames", c.Edge.QueueFrames, 4096},
 		{"edge.hello_timeout", c.Edge.HelloTimeout, 10 * time.Second},
@@ -293,6 +308,14 @@ func TestValidValues(t *testing.T) {
 		{"CAUSEWAY_LOG_LEVEL", "WARN", func(c config.Config) bool { return c.Log.Level == "warn" }},
 		{"CAUSEWAY_LOG_FORMAT", "json", func(c config.Config) bool { return c.Log.Format == "json" }},
 		{"CAUSEWAY_EDGE_ID", "  edge-7  ", func(c config.Config) bool { return c.Edge.ID == "edge-7" }},
+		// Limits: 0 turns one off.
+		{"CAUSEWAY_EDGE_IDLE_TIMEOUT", "0", func(c config.Config) bool { return c.Edge.IdleTimeout == 0 }},
+		{"CAUSEWAY_EDGE_IDLE_TIMEOUT", "90s", func(c config.Config) bool { return c.Edge.IdleTimeout == 90*time.Second }},
+		{"CAUSEWAY_EDGE_CONN_FRAMES_PER_SEC", "0", func(c config.Config) bool { return c.Edge.ConnFramesPerSec == 0 }},
+		{"CAUSEWAY_EDGE_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7", func(c config.Config) bool {
+			return len(c.Edge.TrustedProxies) == 2 && c.Edge.TrustedProxies[1] == "192.168.1.7"
+		}},
+		{"CAUSEWAY_AUTH_MAX_TOKEN_LIFETIME", "1h", func(c config.Config) bool { return c.Auth.MaxTokenLifetime == time.Hour }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env+"="+tt.val, func(t *testing.T) {
@@ -335,6 +358,10 @@ var badValues = []badCase{
 	{"edge.hello_timeout", "721h", "up to 720h"},
 	{"sequencer.session_timeout", "6", "a positive duration with a unit"},
 	{"broker.sync", "yes", "true or false"},
+	{"edge.conn_frames_per_sec", "-1", "a whole number from 0 to 1000000"},
+	{"edge.max_conns_per_ip", "many", "a whole number from 0 to 10000000"},
+	{"edge.idle_timeout", "-1s", "a positive duration with a unit"},
+	{"auth.jwks_refresh", "0s", "a positive duration with a unit"},
 	{"broker.sync", "maybe", "true or false"},
 	{"log.level", "verbose", "one of debug, info, warn, error"},
 	{"log.format", "xml", "one of text, json"},
