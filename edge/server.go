@@ -266,6 +266,10 @@ type metrics struct {
 	upgrades     *prometheus.CounterVec
 	limited      *prometheus.CounterVec
 	closes       *prometheus.CounterVec
+	// Latencies and lag an operator watches.
+	produce prometheus.Histogram
+	e2e     prometheus.Histogram
+	lag     *prometheus.GaugeVec
 }
 
 var knownFrames = map[string]bool{"hello": true, "join": true, "leave": true, "subscribe": true, "unsubscribe": true,
@@ -282,6 +286,14 @@ func (m *metrics) frameIn(typ string) {
 
 func newMetrics(r prometheus.Registerer) *metrics {
 	m := &metrics{
+		produce: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "causeway_edge_produce_seconds", Help: "Time for Kafka to acknowledge a client request written to the group log.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		e2e: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "causeway_edge_delivery_latency_seconds", Help: "From the sender's edge receiving a timeline event to this edge queueing it for its recipients.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "causeway_edge_delivery_lag_records", Help: "Delivery records behind the high watermark, per partition (at the last fetch)."}, []string{"partition"}),
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{Name: "causeway_edge_connections", Help: "Open client WebSockets."}),
 		framesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "causeway_edge_frames_in_total", Help: "Client frames received, by type."}, []string{"type"}),
@@ -322,6 +334,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		m.closes.WithLabelValues(strconv.Itoa(int(c)))
 	}
 	if r != nil {
+		r.MustRegister(m.produce, m.e2e, m.lag)
 		r.MustRegister(m.conns, m.framesIn, m.framesOut, m.errors, m.slow, m.detached, m.signalsExpired, m.deliveries, m.undecoded,
 			m.authFailures, m.upgrades, m.limited, m.closes)
 	}
@@ -643,10 +656,13 @@ func (s *Server) produceEvent(ctx context.Context, group, session, user, reqID s
 	}
 	// The record outlives the connection's context: a request read
 	// before the client left is still written.
+	began := time.Now()
 	s.prod.Produce(context.WithoutCancel(ctx), r, func(_ *kgo.Record, err error) {
 		if err != nil {
 			onErr(err)
+			return
 		}
+		s.m.produce.Observe(time.Since(began).Seconds())
 	})
 	return nil
 }
@@ -793,6 +809,11 @@ func (s *Server) consume(ctx context.Context) error {
 		// Wake each writer once per fetch: everything a connection got
 		// from this fetch goes out as one WebSocket message.
 		fs.EachRecord(func(r *kgo.Record) { s.route(r, touched) })
+		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if n := len(fp.Records); n > 0 {
+				s.m.lag.WithLabelValues(strconv.Itoa(int(fp.Partition))).Set(float64(max(0, fp.HighWatermark-fp.Records[n-1].Offset-1)))
+			}
+		})
 		for c := range touched {
 			c.wake()
 		}
@@ -831,6 +852,9 @@ func (s *Server) route(r *kgo.Record, touched map[*conn]struct{}) {
 		}
 	}
 	if ev := d.GetEvent(); ev != nil && len(d.GetSessions()) > 0 {
+		// From the sender's edge receiving it to this edge queueing it for
+		// its recipients (edges' clocks in sync).
+		s.m.e2e.Observe(max(0, float64(time.Now().UnixMilli()-ev.GetTsMs())/1000))
 		frame := encodeEvent(ev)
 		if frame != nil {
 			for _, id := range d.GetSessions() {

@@ -7,6 +7,7 @@ import (
 	"github.com/causeway/causeway/cmd/causeway/internal/config"
 	"github.com/causeway/causeway/edge"
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 )
 
 func newEdgeCmd() *cobra.Command {
@@ -18,6 +19,7 @@ func newEdgeCmd() *cobra.Command {
 	cmd.Flags().String("brokers", "", "Kafka seed brokers, comma-separated")
 	cmd.Flags().String("http-addr", "", "host:port for /v1/ws, /healthz, /readyz, /metrics")
 	cmd.Flags().String("id", "", "edge ID, unique among running edges (default: the host name)")
+	cmd.Flags().String("admin-addr", "", "operators' host:port for /metrics, /healthz, /readyz and, with admin.pprof, /debug/pprof/ (empty: off)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		c, err := load(cmd, flagKeys{"brokers": "kafka.brokers", "http-addr": "edge.http_addr", "id": "edge.id"})
 		if err != nil {
@@ -49,7 +51,13 @@ func newEdgeCmd() *cobra.Command {
 			scheme = "wss"
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "edge %s listening on %s://%s/v1/ws\n", id, scheme, s.Addr())
-		return s.Run(cmd.Context())
+		g, ctx := errgroup.WithContext(cmd.Context())
+		g.Go(func() error { return s.Run(ctx) })
+		addr, _ := cmd.Flags().GetString("admin-addr")
+		if err := serveMetrics(ctx, g, addr, ec.Registry, c.Admin.Pprof, s.Ready); err != nil {
+			return err
+		}
+		return g.Wait()
 	}
 	return cmd
 }

@@ -171,7 +171,16 @@ func TestGrafanaDashboard(t *testing.T) {
 	exported["up"] = true
 	var missing, unused []string
 	for m, panels := range used {
-		if !exported[m] {
+		base := m
+		for _, suf := range []string{"_bucket", "_sum", "_count"} {
+			if b, ok := strings.CutSuffix(m, suf); ok && exported[b] {
+				base = b // a histogram's series
+			}
+		}
+		if base != m {
+			used[base] = append(used[base], panels...)
+		}
+		if !exported[base] {
 			missing = append(missing, m+" (in "+strings.Join(panels, ", ")+")")
 		}
 	}
@@ -197,8 +206,10 @@ func TestGrafanaDashboard(t *testing.T) {
 func exportedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	secret := []byte(e2eSecret)
-	seqReg := prometheus.NewRegistry()
-	cl := devcluster.StartTest(t, 1, secret, func(c *devcluster.Config) { c.Sequencer.Registerer = seqReg })
+	seqReg, rollReg := prometheus.NewRegistry(), prometheus.NewRegistry()
+	cl := devcluster.StartTest(t, 1, secret, func(c *devcluster.Config) {
+		c.Sequencer.Registerer, c.Rollup.Registerer = seqReg, rollReg
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	tok, err := edge.Mint(secret, "ann", []string{"room-*"}, time.Hour, time.Now())
@@ -250,6 +261,13 @@ func exportedMetrics(t *testing.T) map[string]bool {
 		for _, f := range fams {
 			names[f.GetName()] = true
 			seqUndecodable = seqUndecodable || f.GetName() == "causeway_records_undecodable_total"
+		}
+		rfams, err := rollReg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range rfams {
+			names[f.GetName()] = true
 		}
 		all := edgeUndecodable && seqUndecodable
 		for _, w := range want {

@@ -62,10 +62,10 @@ func TestMetricsEveryRole(t *testing.T) {
 	baddr := freePort(t)
 	br := start(t, dir, "broker", env, "broker", "--listen", baddr)
 	br.waitAddr(t)
-	seqAddr, rollAddr, edgeAddr := freePort(t), freePort(t), freePort(t)
+	seqAddr, rollAddr, edgeAddr, adminAddr := freePort(t), freePort(t), freePort(t), freePort(t)
 	start(t, dir, "sequencer", env, "sequencer", "--brokers", baddr, "--id", "s1", "--metrics-addr", seqAddr)
 	start(t, dir, "rollup", append(env, "CAUSEWAY_ADMIN_PPROF=true", "CAUSEWAY_ROLLUP_CLICKHOUSE=false"), "rollup", "--brokers", baddr, "--id", "r1", "--metrics-addr", rollAddr)
-	start(t, dir, "edge", env, "edge", "--brokers", baddr, "--id", "edge-1", "--http-addr", edgeAddr)
+	start(t, dir, "edge", append(env, "CAUSEWAY_ADMIN_PPROF=true"), "edge", "--brokers", baddr, "--id", "edge-1", "--http-addr", edgeAddr, "--admin-addr", adminAddr)
 	waitReady(t, edgeAddr)
 	for _, a := range []string{seqAddr, rollAddr} {
 		waitHealthy(t, a)
@@ -116,13 +116,14 @@ func TestMetricsEveryRole(t *testing.T) {
 
 	moved := map[string][]string{
 		"edge": {"causeway_edge_connections", "causeway_edge_frames_in_total", "causeway_edge_frames_out_total",
-			"causeway_edge_errors_total", "causeway_edge_deliveries_total"},
+			"causeway_edge_errors_total", "causeway_edge_deliveries_total", "causeway_edge_produce_seconds_count",
+			"causeway_edge_delivery_latency_seconds_count"},
 		"sequencer": {"causeway_sequencer_records_total", "causeway_sequencer_deliveries_total",
 			"causeway_sequencer_transactions_total", "causeway_sequencer_groups", "causeway_sequencer_transaction_seconds_count"},
 		"rollup": {"causeway_rollup_records_total", "causeway_rollup_summaries_total", "causeway_rollup_transactions_total", "causeway_rollup_groups"},
 	}
 	present := map[string][]string{
-		"edge":      {"causeway_edge_slow_consumer_disconnects_total", "causeway_edge_sessions_detached_total", "causeway_records_undecodable_total"},
+		"edge":      {"causeway_edge_slow_consumer_disconnects_total", "causeway_edge_sessions_detached_total", "causeway_edge_delivery_lag_records"},
 		"sequencer": {"causeway_sequencer_lag_records"},
 		"rollup":    {"causeway_rollup_lag_records"},
 	}
@@ -137,13 +138,25 @@ func TestMetricsEveryRole(t *testing.T) {
 			}
 		}
 		for _, n := range present[role] {
-			if _, ok := after[n]; !ok && role != "edge" {
+			if _, ok := after[n]; !ok {
 				t.Errorf("%s: no series %s", role, n)
 			}
 		}
 	}
 	if code := httpStatus(t, "http://"+rollAddr+"/debug/pprof/"); code != 200 {
 		t.Errorf("rollup pprof with admin.pprof on: %d", code)
+	}
+	if code := httpStatus(t, "http://"+adminAddr+"/debug/pprof/"); code != 200 {
+		t.Errorf("edge pprof on its admin address: %d", code)
+	}
+	if code := httpStatus(t, "http://"+edgeAddr+"/debug/pprof/"); code == 200 {
+		t.Errorf("edge pprof on the public address")
+	}
+	if _, ok := scrapeAll(t, adminAddr)["causeway_edge_connections"]; !ok {
+		t.Errorf("edge admin address serves no edge metrics")
+	}
+	if code := httpStatus(t, "http://"+adminAddr+"/readyz"); code != 200 {
+		t.Errorf("edge admin readyz: %d", code)
 	}
 	if code := httpStatus(t, "http://"+seqAddr+"/debug/pprof/"); code != 404 {
 		t.Errorf("sequencer pprof with admin.pprof off: %d, want 404", code)
