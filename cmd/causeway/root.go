@@ -57,8 +57,20 @@ func newLogger(c config.Log) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
 
+// kafkaConfig is every role's way to Kafka (kafka.*): edge, sequencer,
+// rollup and its sink, inspect, topics, replay and dev all build theirs
+// here, so SASL and TLS reach each of them.
 func kafkaConfig(c config.Config, role string) pipeline.KafkaConfig {
-	return pipeline.KafkaConfig{Brokers: c.Kafka.Brokers, ClientID: c.Kafka.ClientID + "-" + role}
+	k := c.Kafka
+	return pipeline.KafkaConfig{
+		Brokers:  k.Brokers,
+		ClientID: k.ClientID + "-" + role,
+		SASL:     pipeline.KafkaSASL{Mechanism: k.SASLMechanism, Username: k.SASLUsername, Password: k.SASLPassword},
+		TLS: pipeline.KafkaTLS{
+			Enabled: k.TLS, CAFile: k.TLSCAFile, CertFile: k.TLSCertFile, KeyFile: k.TLSKeyFile,
+			ServerName: k.TLSServerName,
+		},
+	}
 }
 
 func layout(c config.Config) pipeline.Layout {

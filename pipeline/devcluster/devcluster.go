@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -99,12 +100,25 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if cfg.Edges < 1 {
 		return nil, errors.New("a cluster needs at least one edge")
 	}
-	b, err := pipeline.NewBroker(cfg.Broker)
+	bc, err := cfg.brokerConfig()
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Broker: b, seqDone: make(chan error, 1)}
+	b, err := pipeline.NewBroker(bc)
+	if err != nil {
+		return nil, err
+	}
 	brokers := []string{b.Addr()}
+	// A credential or certificate the broker refuses is said at once,
+	// not after the roles have retried until ctx ends.
+	for _, k := range cfg.kafkaConfigs() {
+		k.Brokers = brokers
+		if err := k.Ping(ctx); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("%s: %w", k.ClientID, err)
+		}
+	}
+	c := &Cluster{Broker: b, seqDone: make(chan error, 1)}
 
 	sc := cfg.Sequencer
 	sc.Kafka.Brokers = brokers
@@ -195,6 +209,62 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// SetKafkaSecurity gives every role (edges, sequencer, rollup, analytics
+// sink) the same SASL identity and TLS settings.
+func (c *Config) SetKafkaSecurity(sasl pipeline.KafkaSASL, tls pipeline.KafkaTLS) {
+	for _, k := range []*pipeline.KafkaConfig{&c.Edge.Kafka, &c.Sequencer.Kafka, &c.Rollup.Kafka} {
+		k.SASL, k.TLS = sasl, tls
+	}
+	if c.Analytics != nil {
+		c.Analytics.Kafka.SASL, c.Analytics.Kafka.TLS = sasl, tls
+	}
+}
+
+// kafkaConfigs are the Kafka settings of the roles that run, named by
+// role in ClientID.
+func (c Config) kafkaConfigs() []pipeline.KafkaConfig {
+	named := func(k pipeline.KafkaConfig, role string) pipeline.KafkaConfig {
+		k.ClientID = "causeway-" + role
+		return k
+	}
+	ks := []pipeline.KafkaConfig{named(c.Edge.Kafka, "edge"), named(c.Sequencer.Kafka, "sequencer")}
+	if c.Rollup.GroupID != "" {
+		ks = append(ks, named(c.Rollup.Kafka, "rollup"))
+		if c.Analytics != nil {
+			ks = append(ks, named(c.Analytics.Kafka, "rollup-sink"))
+		}
+	}
+	return ks
+}
+
+// brokerConfig is cfg.Broker and, when it lists no SASL users, the roles'
+// SASL identities as its users (so `causeway dev` with kafka.sasl.* set
+// works). It refuses TLS settings the roles and the broker do not share.
+func (c Config) brokerConfig() (pipeline.BrokerConfig, error) {
+	bc := c.Broker
+	bc.Users = slices.Clone(bc.Users)
+	for _, k := range c.kafkaConfigs() {
+		if err := k.SASL.Validate(); err != nil {
+			return bc, fmt.Errorf("%s: %w", k.ClientID, err)
+		}
+		brokerTLS := bc.TLSCertFile != ""
+		switch {
+		case k.TLS.Enabled && !brokerTLS:
+			return bc, fmt.Errorf("%s: kafka.tls.enabled is true but the embedded broker has no TLS certificate", k.ClientID)
+		case !k.TLS.Enabled && brokerTLS:
+			return bc, fmt.Errorf("%s: the embedded broker serves TLS but kafka.tls.enabled is false", k.ClientID)
+		}
+		if !k.SASL.Enabled() || len(c.Broker.Users) > 0 {
+			continue
+		}
+		u := pipeline.BrokerUser{Mechanism: k.SASL.Mechanism, Username: k.SASL.Username, Password: k.SASL.Password}
+		if !slices.Contains(bc.Users, u) {
+			bc.Users = append(bc.Users, u)
+		}
+	}
+	return bc, nil
 }
 
 func (c *Cluster) waitReady(ctx context.Context) error {

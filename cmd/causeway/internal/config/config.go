@@ -120,6 +120,16 @@ var Defaults = map[string]any{
 	// PEM file of the CAs that sign the server's certificate; empty: the
 	// system's roots.
 	"clickhouse.tls_ca_file": "",
+
+	// SASL and TLS to Kafka, for every role (pipeline.KafkaConfig).
+	"kafka.sasl.mechanism":  "none",
+	"kafka.sasl.username":   "",
+	"kafka.sasl.password":   "",
+	"kafka.tls.enabled":     false,
+	"kafka.tls.ca_file":     "",
+	"kafka.tls.cert_file":   "",
+	"kafka.tls.key_file":    "",
+	"kafka.tls.server_name": "",
 }
 
 // Config is every setting, typed.
@@ -140,6 +150,12 @@ type Config struct {
 type Kafka struct {
 	Brokers  []string
 	ClientID string
+	// SASL: mechanism none, plain, scram-sha-256 or scram-sha-512.
+	SASLMechanism, SASLUsername, SASLPassword string
+	// TLS to the brokers; the files are PEM.
+	TLS                                bool
+	TLSCAFile, TLSCertFile, TLSKeyFile string
+	TLSServerName                      string
 }
 
 type Topics struct {
@@ -271,7 +287,15 @@ func (l *Loader) Load(file string) (Config, error) {
 	}
 	p := parser{v: l.v}
 	c := Config{
-		Kafka: Kafka{Brokers: p.list("kafka.brokers"), ClientID: p.str("kafka.client_id")},
+		Kafka: Kafka{
+			Brokers: p.list("kafka.brokers"), ClientID: p.str("kafka.client_id"),
+			SASLMechanism: p.oneOf("kafka.sasl.mechanism", "none", "plain", "scram-sha-256", "scram-sha-512"),
+			SASLUsername:  p.str("kafka.sasl.username"),
+			SASLPassword:  p.secret("kafka.sasl.password"),
+			TLS:           p.boolean("kafka.tls.enabled"),
+			TLSCAFile:     p.str("kafka.tls.ca_file"), TLSCertFile: p.str("kafka.tls.cert_file"),
+			TLSKeyFile: p.str("kafka.tls.key_file"), TLSServerName: p.str("kafka.tls.server_name"),
+		},
 		Topics: Topics{
 			Groups: p.str("topics.groups"), State: p.str("topics.state"), Deliveries: p.str("topics.deliveries"),
 			RollupState:        p.str("topics.rollup_state"),
@@ -382,6 +406,17 @@ func (p *parser) str(key string) string {
 		p.bad(key, p.v.Get(key), "a string")
 	}
 	return strings.TrimSpace(s)
+}
+
+// secret reads a string as is (a password may start or end with spaces)
+// and never puts the value in an error.
+func (p *parser) secret(key string) string {
+	s, err := cast.ToStringE(p.v.Get(key))
+	if err != nil {
+		p.errs = append(p.errs, fmt.Errorf("config %s: want a string (flag, CAUSEWAY_%s or the config file)",
+			key, strings.ToUpper(strings.ReplaceAll(key, ".", "_"))))
+	}
+	return s
 }
 
 func (p *parser) list(key string) []string {
