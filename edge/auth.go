@@ -372,6 +372,12 @@ func Mint(secret []byte, user string, groups []string, ttl time.Duration, now ti
 	return mint(secret, user, groups, ttl, now, "", "")
 }
 
+// MintFor is Mint with an issuer and audience (for edges configured with
+// auth.issuer and auth.audience); empty ones are left out.
+func MintFor(secret []byte, user string, groups []string, ttl time.Duration, now time.Time, iss, aud string) (string, error) {
+	return mint(secret, user, groups, ttl, now, iss, aud)
+}
+
 func mint(secret []byte, user string, groups []string, ttl time.Duration, now time.Time, iss, aud string) (string, error) {
 	if !ValidUserID(user) {
 		return "", fmt.Errorf("user %q is not a valid user ID (1-128 of A-Z a-z 0-9 . _ - : @ +)", user)

@@ -17,6 +17,8 @@ func newTokenCmd() *cobra.Command {
 	cmd.Flags().String("user", "", "user ID (the token's sub)")
 	cmd.Flags().StringSlice("groups", nil, "glob patterns of joinable groups, e.g. 'room-*' (repeat or comma-separate)")
 	cmd.Flags().Duration("ttl", time.Hour, "lifetime")
+	cmd.Flags().String("issuer", "", "the iss claim (default: auth.issuer)")
+	cmd.Flags().String("audience", "", "the aud claim (default: auth.audience)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		c, err := load(cmd, flagKeys{})
 		if err != nil {
@@ -28,7 +30,15 @@ func newTokenCmd() *cobra.Command {
 		if user == "" {
 			return fmt.Errorf("--user is required")
 		}
-		tok, err := edge.Mint([]byte(c.Auth.Secret), user, groups, ttl, time.Now())
+		iss, _ := cmd.Flags().GetString("issuer")
+		aud, _ := cmd.Flags().GetString("audience")
+		if iss == "" {
+			iss = c.Auth.Issuer
+		}
+		if aud == "" {
+			aud = c.Auth.Audience
+		}
+		tok, err := edge.MintFor([]byte(c.Auth.Secret), user, groups, ttl, time.Now(), iss, aud)
 		if err != nil {
 			return err
 		}
