@@ -32,6 +32,7 @@ cd "$(dirname "$0")/.."
 dir=${CAUSEWAY_CH_DIR:-.causeway/clickhouse}
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
+marker="${TMPDIR:-/tmp}/causeway-clickhouse-${CAUSEWAY_CH_PORT:-19000}.dir"
 host=${CAUSEWAY_CH_HOST:-127.0.0.1}
 port=${CAUSEWAY_CH_PORT:-19000}
 http_port=${CAUSEWAY_CH_HTTP_PORT:-18123}
@@ -193,6 +194,9 @@ start() {
 		setsid nohup "$server" --config-file="$dir/config.xml" \
 			>"$dir/log/stdout.log" 2>&1 </dev/null 9>&- &
 		echo $! >"$pidfile"
+		# Another checkout that finds this server on the port learns
+		# where its TLS certificate is from here (tls-ca).
+		echo "$dir" >"$marker"
 		log "started pid $! (data $dir, native $host:$port, native TLS $host:$tls_port, http $host:$http_port)"
 	fi
 	local i
@@ -255,7 +259,15 @@ stop) stop ;;
 status) status ;;
 addr) echo "$host:$port" ;;
 tls-addr) echo "$host:$tls_port" ;;
-tls-ca) echo "$dir/tls/server.crt" ;;
+tls-ca)
+	# The running server's certificate: ours, or that of the checkout that
+	# started the server answering on our address.
+	if ! ours_running && [ -s "$marker" ] && [ -f "$(cat "$marker")/tls/server.crt" ]; then
+		echo "$(cat "$marker")/tls/server.crt"
+	else
+		echo "$dir/tls/server.crt"
+	fi
+	;;
 *)
 	echo "usage: $0 {install|start|stop|status|addr|tls-addr|tls-ca}" >&2
 	exit 2
