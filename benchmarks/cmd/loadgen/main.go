@@ -65,6 +65,9 @@ var (
 	quick      = flag.Bool("quick", false, "smoke test: 2 groups x 10 members, 20 msgs/s, 1s warmup, 5s (explicit flags win)")
 	check      = flag.Bool("check", true, "exit 1 if a delivery is lost, duplicated or out of order, a send fails or a member is disconnected")
 	maxP99     = flag.Duration("max-p99", 0, "with -check, also exit 1 if p99 latency exceeds this (0: no latency check)")
+	withRollup = flag.Bool("rollup", true, "in-process cluster: run the rollup (read receipts) too, as `causeway dev` does; false leaves it out")
+	serverPID  = flag.Int("pid", 0, "PID of the server process on this machine (causeway dev, the floor): its CPU and RSS during the window go into the report")
+	label      = flag.String("label", "", "name of the target (e.g. causeway, floor), recorded in the report")
 )
 
 // member is one connection: a user that joined one group and subscribed.
@@ -122,6 +125,7 @@ type run struct {
 type Report struct {
 	Time    time.Time `json:"time"`
 	Mode    string    `json:"mode"`
+	Target  string    `json:"target,omitempty"`
 	Command string    `json:"command"`
 	Machine struct {
 		CPUs       int    `json:"cpus"`
@@ -170,9 +174,25 @@ type Report struct {
 	RecordsPerTxn float64            `json:"sequencer_records_per_txn,omitempty"`
 	// OtherCPUCores is the machine's busy CPU during the window not used
 	// by this process (other processes competing with the benchmark).
-	OtherCPUCores            float64 `json:"other_cpu_cores"`
+	OtherCPUCores float64 `json:"other_cpu_cores"`
+	// IRQCPUCores is the part of OtherCPUCores spent in interrupts and
+	// softirqs (loopback networking, mostly), from /proc/stat.
+	IRQCPUCores              float64 `json:"irq_cpu_cores"`
 	LoadAvg                  string  `json:"loadavg_at_end"`
 	OutstandingSendsAtFinish int64   `json:"outstanding_sends_at_finish"`
+	// Server is the -pid process during the measured window.
+	Server *ServerUsage `json:"server,omitempty"`
+}
+
+// ServerUsage is what the server process (-pid) used during the window.
+type ServerUsage struct {
+	PID                     int     `json:"pid"`
+	CPUSeconds              float64 `json:"cpu_seconds"`
+	CPUCores                float64 `json:"cpu_cores"`
+	CPUSecPer1000Deliveries float64 `json:"cpu_sec_per_1000_deliveries"`
+	RSSMiBEnd               float64 `json:"rss_mib_end"`
+	HWMMiB                  float64 `json:"rss_hwm_mib"`
+	Threads                 int     `json:"threads_end"`
 }
 
 func main() {
@@ -280,7 +300,7 @@ func bench(ctx context.Context) (*Report, error) {
 		return nil, fmt.Errorf("%d connections need about %d open files; the limit is %d", total, need, nofile)
 	}
 
-	rep := &Report{Time: time.Now().UTC(), Command: strings.Join(os.Args, " ")}
+	rep := &Report{Time: time.Now().UTC(), Target: *label, Command: strings.Join(os.Args, " ")}
 	setupStart := time.Now()
 
 	var edgeURLs []string
@@ -302,6 +322,9 @@ func bench(ctx context.Context) (*Report, error) {
 		}
 		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		cfg := devcluster.DefaultConfig(nEdges, sec)
+		if !*withRollup {
+			cfg.Rollup.GroupID = "" // devcluster starts no rollup
+		}
 		seqReg := prometheus.NewRegistry()
 		cfg.Sequencer.Registerer = seqReg
 		seqMetrics = func() map[string]float64 { return gatherText(promhttp.HandlerFor(seqReg, promhttp.HandlerOpts{})) }
@@ -370,9 +393,9 @@ func bench(ctx context.Context) (*Report, error) {
 		}
 	}
 
-	var cpu0, cpu1 time.Duration
+	var cpu0, cpu1, srv0, srv1 time.Duration
 	var m0, m1 map[string]float64
-	var busy0, busy1 time.Duration
+	var busy0, busy1, irq0, irq1 time.Duration
 	var profFile *os.File
 	windowDone := make(chan struct{})
 	go func() {
@@ -389,10 +412,12 @@ func bench(ctx context.Context) (*Report, error) {
 				profFile = f
 			}
 		}
-		cpu0, busy0 = cpuTime(), machineBusy()
+		cpu0, srv0 = cpuTime(), machine.ProcCPU(*serverPID)
+		busy0, irq0 = machine.Busy()
 		m0 = clusterMetrics(edgeURLs, seqMetrics)
 		sleepUntil(ctx, mEnd)
-		cpu1, busy1 = cpuTime(), machineBusy()
+		cpu1, srv1 = cpuTime(), machine.ProcCPU(*serverPID)
+		busy1, irq1 = machine.Busy()
 		m1 = clusterMetrics(edgeURLs, seqMetrics)
 		if profFile != nil {
 			pprof.StopCPUProfile()
@@ -461,10 +486,20 @@ func bench(ctx context.Context) (*Report, error) {
 	rep.CPUCores = cpu.Seconds() / dur
 	if busy0 > 0 && busy1 > 0 {
 		rep.OtherCPUCores = max(0, (busy1-busy0-cpu).Seconds()/dur)
+		rep.IRQCPUCores = (irq1 - irq0).Seconds() / dur
 	}
 	rep.LoadAvg = loadAvg()
 	if rep.ReceivedInWindow > 0 {
 		rep.CPUSecPer1000Deliveries = cpu.Seconds() / (float64(rep.ReceivedInWindow) / 1000)
+	}
+	if *serverPID > 0 && srv1 > 0 {
+		st := machine.ProcStatus(*serverPID)
+		su := &ServerUsage{PID: *serverPID, CPUSeconds: (srv1 - srv0).Seconds(), CPUCores: (srv1 - srv0).Seconds() / dur,
+			RSSMiBEnd: float64(st.RSSKiB) / 1024, HWMMiB: float64(st.HWMKiB) / 1024, Threads: st.Threads}
+		if rep.ReceivedInWindow > 0 {
+			su.CPUSecPer1000Deliveries = su.CPUSeconds / (float64(rep.ReceivedInWindow) / 1000)
+		}
+		rep.Server = su
 	}
 	rep.MaxRSSMiB = maxRSSMiB()
 	rep.ClusterPerSec = map[string]float64{}
@@ -476,8 +511,9 @@ func bench(ctx context.Context) (*Report, error) {
 	if tx := rep.ClusterPerSec[`causeway_sequencer_transactions_total{outcome="committed"}`]; tx > 0 {
 		rep.RecordsPerTxn = rep.ClusterPerSec["causeway_sequencer_records_total"] / tx
 	}
-	if final := clusterMetrics(edgeURLs, nil); final["causeway_edge_slow_consumer_disconnects_total"] > 0 {
-		rep.Failures = append(rep.Failures, fmt.Sprintf("%.0f slow-consumer disconnects on the edges", final["causeway_edge_slow_consumer_disconnects_total"]))
+	if final := clusterMetrics(edgeURLs, nil); final["causeway_edge_slow_consumer_disconnects_total"]+final["floor_slow_consumer_disconnects_total"] > 0 {
+		rep.Failures = append(rep.Failures, fmt.Sprintf("%.0f slow-consumer disconnects on the edges",
+			final["causeway_edge_slow_consumer_disconnects_total"]+final["floor_slow_consumer_disconnects_total"]))
 	}
 	rep.CPUProfile = *cpuProfile
 	fillMachine(rep)
@@ -859,6 +895,7 @@ latency (ms)         p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f  (intend
 ack latency (ms)     p50 %.2f  p99 %.2f  max %.2f
 cluster              %s
 cpu                  %.2f s in window = %.2f cores; %.4f cpu-s per 1,000 deliveries; max RSS %.0f MiB
+server (-pid)        %s
 other processes      %.2f cores busy during the window (load average %s)%s
 result               %s
 `,
@@ -875,8 +912,17 @@ result               %s
 		a["p50"], a["p99"], a["max"],
 		clusterLine(rep),
 		rep.CPUSeconds, rep.CPUCores, rep.CPUSecPer1000Deliveries, rep.MaxRSSMiB,
+		serverLine(rep.Server),
 		rep.OtherCPUCores, rep.LoadAvg, noisy(rep),
 		passText(rep))
+}
+
+func serverLine(s *ServerUsage) string {
+	if s == nil {
+		return "(not measured: no -pid)"
+	}
+	return fmt.Sprintf("pid %d: %.2f cores; %.4f cpu-s per 1,000 deliveries; RSS %.0f MiB (peak %.0f MiB), %d threads",
+		s.PID, s.CPUCores, s.CPUSecPer1000Deliveries, s.RSSMiBEnd, s.HWMMiB, s.Threads)
 }
 
 func passText(rep *Report) string {
@@ -951,6 +997,9 @@ func clusterLine(rep *Report) string {
 	if len(c) == 0 {
 		return "(no metrics)"
 	}
+	if f := c["floor_frames_out_total"]; f > 0 {
+		return fmt.Sprintf("floor frames out %.0f/s in %.0f writes/s, msgs %.0f/s", f, c["floor_writes_total"], c["floor_msgs_total"])
+	}
 	s := fmt.Sprintf("edge frames out %.0f/s, edge deliveries consumed %.0f/s",
 		c["causeway_edge_frames_out_total"], c["causeway_edge_deliveries_total"])
 	if tx := c[`causeway_sequencer_transactions_total{outcome="committed"}`]; tx > 0 {
@@ -958,32 +1007,6 @@ func clusterLine(rep *Report) string {
 			tx, c["causeway_sequencer_records_total"], rep.RecordsPerTxn, c["causeway_sequencer_deliveries_total"])
 	}
 	return s
-}
-
-// machineBusy is the CPU time all processes used so far (non-idle time in
-// /proc/stat), or 0 if unknown.
-func machineBusy() time.Duration {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 8 || f[0] != "cpu" {
-		return 0
-	}
-	var busy int64
-	for i, v := range f[1:] {
-		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest time is already in user
-			continue
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return 0
-		}
-		busy += n
-	}
-	return time.Duration(busy) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
 func loadAvg() string {
