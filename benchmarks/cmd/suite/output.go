@@ -175,7 +175,7 @@ func fanoutPlots(dir string, f *Fanout) error {
 	}
 	th := plots.Chart{Title: "Fan-out throughput (10 groups x 100 members, 200-byte bodies)", XLabel: "offered deliveries/s", YLabel: "delivered deliveries/s", YMin: 0, Headroom: 0.1,
 		Lines: []plots.Line{{Name: "offered (ideal)", X: []float64{0, maxX}, Y: []float64{0, maxX}, Color: 6, Dash: 2}}}
-	lat := plots.Chart{Title: "Fan-out latency, intended send -> receipt (coordinated omission counted)", XLabel: "offered deliveries/s", YLabel: "latency (ms, log scale)", LogY: true, Headroom: 1.3}
+	lat := plots.Chart{Title: "Fan-out latency, intended send -> receipt (coordinated omission counted)", XLabel: "offered deliveries/s (log scale)", YLabel: "latency (ms, log scale)", LogX: true, LogY: true, Headroom: 1.3}
 	for _, t := range f.Config.Targets {
 		i := colorOf(t)
 		xs, ys := series(t, func(p Point) float64 { return p.Delivered })
@@ -214,7 +214,7 @@ func receiptsPlot(dir string, r *report.Receipts) error {
 		cw = append(cw, l.FramesPerMessage)
 		naive = append(naive, l.Naive)
 	}
-	ch := plots.Chart{Title: "Receipt frames per message vs group size", XLabel: "group members N (log)", YLabel: "receipts frames delivered per message (log)", LogX: true, LogY: true, Headroom: 0.6,
+	ch := plots.Chart{Title: "Receipt frames per message vs group size", XLabel: "group members N (log)", YLabel: "receipts frames delivered per message (log)", LogX: true, LogY: true, Headroom: 0.3,
 		Lines: []plots.Line{
 			{Name: "naive: N*(N-1)", X: xs, Y: naive, Color: 3, Dash: 1, Glyph: 3, Points: true},
 			{Name: "Causeway (rollup summaries, measured)", X: xs, Y: cw, Color: 0, Glyph: 0, Points: true},

@@ -49,13 +49,13 @@ func (c Chart) Save(path string) error {
 	p.Add(plotter.NewGrid())
 	if c.LogX {
 		p.X.Scale = plot.LogScale{}
-		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+		p.X.Tick.Marker = logTicks{}
 	} else {
 		p.X.Tick.Marker = thousands{}
 	}
 	if c.LogY {
 		p.Y.Scale = plot.LogScale{}
-		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+		p.Y.Tick.Marker = logTicks{}
 	} else {
 		p.Y.Tick.Marker = thousands{}
 	}
@@ -121,6 +121,26 @@ func (thousands) Ticks(min, max float64) []plot.Tick {
 	for i := range ts {
 		if ts[i].Label != "" {
 			ts[i].Label = human(ts[i].Value)
+		}
+	}
+	return ts
+}
+
+// logTicks is plot.LogTicks with the same labels as thousands, and the
+// 2x and 5x minor ticks labelled when the axis spans few decades.
+type logTicks struct{}
+
+func (logTicks) Ticks(min, max float64) []plot.Tick {
+	ts := plot.LogTicks{Prec: -1}.Ticks(min, max)
+	few := max/min <= 1e3
+	for i := range ts {
+		v := ts[i].Value
+		m := v / math.Pow(10, math.Floor(math.Log10(v)+1e-9))
+		switch {
+		case ts[i].Label != "":
+			ts[i].Label = human(v)
+		case few && (math.Abs(m-2) < 1e-6 || math.Abs(m-5) < 1e-6):
+			ts[i].Label = human(v)
 		}
 	}
 	return ts
