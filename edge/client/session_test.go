@@ -1162,7 +1162,8 @@ func TestSessionResumesCall(t *testing.T) {
 	}
 	got := collect(t, bob, 10*time.Second, isLast(3))
 	p.cut()
-	waitFor(t, "bob to notice the cut", func() bool { return bob.Client() == nil })
+	// Sent while bob is away or just back (the reconnect can be quicker
+	// than a poll): either way they are addressed to his old session.
 	for i := 3; i < 6; i++ {
 		signal(i)
 	}
