@@ -216,24 +216,8 @@ func (r *Rollup) process(ctx context.Context, fetches kgo.Fetches) error {
 	if err := r.sess.Begin(); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
-	var (
-		errMu      sync.Mutex
-		produceErr error
-		wg         sync.WaitGroup
-	)
-	produce := func(rec *kgo.Record) {
-		wg.Add(1)
-		r.sess.Produce(ctx, rec, func(_ *kgo.Record, err error) {
-			defer wg.Done()
-			if err != nil {
-				errMu.Lock()
-				if produceErr == nil {
-					produceErr = err
-				}
-				errMu.Unlock()
-			}
-		})
-	}
+	batch := pipeline.NewProduceBatch(r.sess)
+	produce := func(rec *kgo.Record) { batch.Produce(ctx, rec) }
 	var stepErr error
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 		if stepErr != nil || len(fp.Records) == 0 {
@@ -273,7 +257,7 @@ func (r *Rollup) process(ctx context.Context, fetches kgo.Fetches) error {
 		}
 		rows = append(rows, st.TakeReceiptRows()...)
 	}
-	wg.Wait()
+	produceErr := batch.Wait()
 	try := kgo.TryCommit
 	if stepErr != nil || produceErr != nil {
 		try = kgo.TryAbort

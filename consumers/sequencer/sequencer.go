@@ -278,24 +278,8 @@ func (s *Sequencer) process(ctx context.Context, fetches kgo.Fetches) error {
 	if err := s.sess.Begin(); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
-	var (
-		errMu      sync.Mutex
-		produceErr error
-		wg         sync.WaitGroup
-	)
-	produce := func(r *kgo.Record) {
-		wg.Add(1)
-		s.sess.Produce(ctx, r, func(_ *kgo.Record, err error) {
-			defer wg.Done()
-			if err != nil {
-				errMu.Lock()
-				if produceErr == nil {
-					produceErr = err
-				}
-				errMu.Unlock()
-			}
-		})
-	}
+	batch := pipeline.NewProduceBatch(s.sess)
+	produce := func(r *kgo.Record) { batch.Produce(ctx, r) }
 
 	var restoreErr error
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
@@ -345,7 +329,7 @@ func (s *Sequencer) process(ctx context.Context, fetches kgo.Fetches) error {
 			})
 		}
 	})
-	wg.Wait()
+	produceErr := batch.Wait()
 
 	try := kgo.TryCommit
 	if restoreErr != nil || produceErr != nil {
