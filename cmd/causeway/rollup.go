@@ -76,6 +76,7 @@ func rollupConfig(c config.Config, instance string, log *slog.Logger, reg promet
 			TTRSamples:      rollup.DefaultLimits().TTRSamples,
 		},
 		MaxBatch:           c.Sequencer.MaxBatch,
+		CommitInterval:     c.Rollup.CommitInterval,
 		SessionTimeout:     c.Sequencer.SessionTimeout,
 		TransactionTimeout: c.Sequencer.TransactionTimeout,
 		Logger:             log,

@@ -26,9 +26,13 @@ type Config struct {
 	GroupID string
 	// InstanceID is unique per running rollup and stable across its
 	// restarts (it names the transactional ID).
-	InstanceID         string
-	Limits             Limits
-	MaxBatch           int
+	InstanceID string
+	Limits     Limits
+	MaxBatch   int
+	// CommitInterval is how long one transaction collects polls before
+	// it commits (zero: 100ms). It delays summaries and analytics rows by
+	// at most that much.
+	CommitInterval     time.Duration
 	SessionTimeout     time.Duration
 	TransactionTimeout time.Duration
 	// Receipts, if set, gets the per-message receipt aggregates after
@@ -54,6 +58,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("rollup.window %s: must be positive", c.Limits.Window)
 	case c.Limits.MaxMessages < 1 || c.Limits.CountsOnlyAbove < 1 || c.Limits.SenderOnlyAbove < c.Limits.CountsOnlyAbove || c.Limits.SlowFactor < 1:
 		return fmt.Errorf("rollup limits %+v: max messages, counts-only size and slow factor must be at least 1, and the sender-only size at least the counts-only size", c.Limits)
+	case c.CommitInterval < 0 || c.CommitInterval > c.Limits.Window:
+		return fmt.Errorf("rollup.commit_interval %s: must be between 0 (default) and rollup.window (%s)", c.CommitInterval, c.Limits.Window)
 	case c.MaxBatch < 1:
 		return fmt.Errorf("rollup max batch %d: must be at least 1", c.MaxBatch)
 	case c.SessionTimeout < time.Second || c.TransactionTimeout < time.Second:
@@ -98,6 +104,7 @@ type Rollup struct {
 	opts  []kgo.Opt
 	sess  *kgo.GroupTransactSession
 	parts map[int32]*State // owned by Run
+	txn   *openTxn         // owned by Run; nil between transactions
 	mu    sync.Mutex
 	drop  map[int32]bool // partitions lost since the last batch
 }
@@ -109,6 +116,9 @@ func New(cfg Config) (*Rollup, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.CommitInterval == 0 {
+		cfg.CommitInterval = min(100*time.Millisecond, cfg.Limits.Window)
 	}
 	r := &Rollup{cfg: cfg, log: cfg.Logger.With("role", "rollup", "instance", cfg.InstanceID), m: newMetrics(cfg.Registerer),
 		parts: make(map[int32]*State), drop: make(map[int32]bool)}
@@ -155,12 +165,23 @@ func (r *Rollup) Run(ctx context.Context) error {
 		return err
 	}
 	// Summaries are due by the clock, not only when records arrive: poll
-	// at most a window at a time.
+	// at most half a window at a time. One transaction spans the polls of
+	// a commit interval: the rollup is not on anyone's latency path, and
+	// a transaction per fetch (hundreds per second under load) costs the
+	// broker and the sequencer's own transactions far more than its
+	// records do. Changelog writes coalesce by key within a transaction.
 	tick := r.cfg.Limits.Window / 2
 	for ctx.Err() == nil {
-		pctx, cancel := context.WithTimeout(ctx, tick)
-		fetches := r.sess.PollRecords(pctx, r.cfg.MaxBatch)
-		cancel()
+		wait := tick
+		if r.txn != nil {
+			wait = min(wait, time.Until(r.txn.began.Add(r.cfg.CommitInterval)))
+		}
+		var fetches kgo.Fetches
+		if wait > 0 {
+			pctx, cancel := context.WithTimeout(ctx, wait)
+			fetches = r.sess.PollRecords(pctx, r.cfg.MaxBatch)
+			cancel()
+		}
 		if ctx.Err() != nil {
 			break
 		}
@@ -174,24 +195,51 @@ func (r *Rollup) Run(ctx context.Context) error {
 				r.m.lag.WithLabelValues(strconv.Itoa(int(fp.Partition))).Set(float64(max(0, fp.HighWatermark-fp.Records[n-1].Offset-1)))
 			}
 		})
-		if fetches.NumRecords() == 0 && !r.owes() {
-			continue
+		if r.txn == nil && (fetches.NumRecords() > 0 || r.owes()) {
+			if err := r.begin(); err != nil {
+				if err := r.restart(err); err != nil {
+					return err
+				}
+				continue
+			}
 		}
-		if err := r.process(ctx, fetches); err != nil {
-			if ctx.Err() != nil {
-				break
+		if r.txn != nil {
+			r.apply(ctx, fetches)
+			if time.Since(r.txn.began) < r.cfg.CommitInterval {
+				continue
 			}
-			r.log.Error("batch failed; restarting the transactional session and restoring state", "err", err)
-			clear(r.parts)
-			time.Sleep(100 * time.Millisecond)
-			r.sess.Close()
-			sess, err := kgo.NewGroupTransactSession(r.opts...)
-			if err != nil {
-				return fmt.Errorf("recreate rollup client: %w", err)
+			if err := r.end(ctx); err != nil {
+				if ctx.Err() != nil {
+					break
+				}
+				if err := r.restart(err); err != nil {
+					return err
+				}
 			}
-			r.sess = sess
 		}
 	}
+	if r.txn != nil {
+		// Shutting down: abort, so the next owner does not wait for the
+		// broker's transaction timeout.
+		r.txn.err = context.Canceled
+		_ = r.end(ctx)
+	}
+	return nil
+}
+
+// restart replaces the transactional session after a failed transaction
+// and forgets the state, which is restored again from the changelog.
+func (r *Rollup) restart(cause error) error {
+	r.log.Error("batch failed; restarting the transactional session and restoring state", "err", cause)
+	r.txn = nil
+	clear(r.parts)
+	time.Sleep(100 * time.Millisecond)
+	r.sess.Close()
+	sess, err := kgo.NewGroupTransactSession(r.opts...)
+	if err != nil {
+		return fmt.Errorf("recreate rollup client: %w", err)
+	}
+	r.sess = sess
 	return nil
 }
 
@@ -204,28 +252,37 @@ func (r *Rollup) owes() bool {
 	return false
 }
 
-// process applies one batch (possibly empty: a flush) in one transaction.
-func (r *Rollup) process(ctx context.Context, fetches kgo.Fetches) error {
+// openTxn is the transaction spanning the current commit interval.
+type openTxn struct {
+	began time.Time
+	batch *pipeline.ProduceBatch
+	err   error // the first error applying records: the transaction aborts
+}
+
+func (r *Rollup) begin() error {
 	r.mu.Lock()
 	for p := range r.drop {
 		delete(r.parts, p)
 	}
 	clear(r.drop)
 	r.mu.Unlock()
-
 	if err := r.sess.Begin(); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
-	batch := pipeline.NewProduceBatch(r.sess)
-	produce := func(rec *kgo.Record) { batch.Produce(ctx, rec) }
-	var stepErr error
+	r.txn = &openTxn{began: time.Now(), batch: pipeline.NewProduceBatch(r.sess)}
+	return nil
+}
+
+// apply folds a poll's records into the partitions' state.
+func (r *Rollup) apply(ctx context.Context, fetches kgo.Fetches) {
+	t := r.txn
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-		if stepErr != nil || len(fp.Records) == 0 {
+		if t.err != nil || len(fp.Records) == 0 {
 			return
 		}
 		st, err := r.state(ctx, fp.Partition)
 		if err != nil {
-			stepErr = err
+			t.err = err
 			return
 		}
 		for _, rec := range fp.Records {
@@ -236,17 +293,25 @@ func (r *Rollup) process(ctx context.Context, fetches kgo.Fetches) error {
 			}
 		}
 	})
+}
+
+// end writes the summaries due and the changelog, and commits the
+// transaction with the offsets of everything polled since begin.
+func (r *Rollup) end(ctx context.Context) error {
+	t := r.txn
+	r.txn = nil
+	produce := func(rec *kgo.Record) { t.batch.Produce(ctx, rec) }
 	now := time.Now().UnixMilli()
 	var rows []ReceiptRow
 	for p, st := range r.parts {
-		if stepErr != nil {
+		if t.err != nil {
 			break
 		}
 		for _, sum := range st.Flush(now) {
 			v, err := proto.Marshal(&pb.GroupEvent{Version: schemas.Version, Group: sum.Group, TsMs: now,
 				Kind: &pb.GroupEvent_Receipts{Receipts: sum.Receipt}})
 			if err != nil {
-				stepErr = fmt.Errorf("marshal summary: %w", err)
+				t.err = fmt.Errorf("marshal summary: %w", err)
 				break
 			}
 			r.m.summaries.Inc()
@@ -257,9 +322,9 @@ func (r *Rollup) process(ctx context.Context, fetches kgo.Fetches) error {
 		}
 		rows = append(rows, st.TakeReceiptRows()...)
 	}
-	produceErr := batch.Wait()
+	produceErr := t.batch.Wait()
 	try := kgo.TryCommit
-	if stepErr != nil || produceErr != nil {
+	if t.err != nil || produceErr != nil {
 		try = kgo.TryAbort
 	}
 	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.TransactionTimeout)
@@ -269,9 +334,9 @@ func (r *Rollup) process(ctx context.Context, fetches kgo.Fetches) error {
 	case err != nil:
 		r.m.txns.WithLabelValues("error").Inc()
 		return fmt.Errorf("end transaction: %w", err)
-	case stepErr != nil:
+	case t.err != nil:
 		r.m.txns.WithLabelValues("aborted").Inc()
-		return stepErr
+		return t.err
 	case produceErr != nil:
 		r.m.txns.WithLabelValues("aborted").Inc()
 		return fmt.Errorf("produce: %w", produceErr)

@@ -168,3 +168,118 @@ func TestRollupExactlyOnceAcrossRebalance(t *testing.T) {
 	}
 	t.Logf("%d summaries over %d messages", summaries, groups*msgs)
 }
+
+// One rollup transaction spans a commit interval, however many sequencer
+// transactions (fetches) arrive in it: a transaction per fetch would load
+// the broker with hundreds of rollup transactions per second under
+// traffic, delaying the sequencer's own. Reads here arrive one per
+// sequencer transaction; the rollup must still commit about once per
+// interval, and count every read.
+func TestRollupTransactionPerCommitInterval(t *testing.T) {
+	const reads, interval = 150, 250 * time.Millisecond
+	cl := devcluster.StartTest(t, 1, secret, func(c *devcluster.Config) { c.Rollup.GroupID = "" })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dial := func(user string) *client.Client {
+		tok, err := edge.Mint(secret, user, []string{"room-*"}, time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := client.Dial(ctx, cl.URL(0), tok, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		go func() {
+			for range c.Events() {
+			}
+		}()
+		if err := c.Join(ctx, "room-tx"); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	sender, reader := dial("sender"), dial("reader")
+	var last uint64
+	for i := range reads {
+		seq, err := sender.Send(ctx, "room-tx", fmt.Sprint("m", i), i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = seq
+	}
+
+	rc := devcluster.DefaultConfig(1, secret).Rollup
+	rc.InstanceID = "tx"
+	rc.Kafka.Brokers = []string{cl.Broker.Addr()}
+	rc.CommitInterval = interval
+	rc.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	reg := prometheus.NewRegistry()
+	rc.Registerer = reg
+	r, err := rollup.New(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	running := time.Now()
+	go func() { done <- r.Run(rctx) }()
+
+	first := last - reads + 1
+	start := time.Now()
+	for seq := first; seq <= last; seq++ {
+		if err := reader.Read(ctx, "room-tx", seq); err != nil { // acked after its sequencer transaction
+			t.Fatal(err)
+		}
+	}
+	took := time.Since(start)
+	// The last summary says every message was read once.
+	deadline := time.Now().Add(20 * time.Second)
+	for counter(t, reg, "causeway_rollup_records_total", "") < reads && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(2 * interval)
+	rcancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	ran := time.Since(running)
+	committed := counter(t, reg, "causeway_rollup_transactions_total", "committed")
+	// At most one per interval it ran (plus the first and the last), and
+	// far fewer than the sequencer transactions it read.
+	bound := min(float64(ran/interval)+2, reads/4)
+	if committed < 1 || committed > bound {
+		t.Errorf("%v rollup transactions in %v for %d reads (read in %v), %v per transaction: want 1..%v",
+			committed, ran.Round(time.Millisecond), reads, took.Round(time.Millisecond), interval, bound)
+	}
+	if n := counter(t, reg, "causeway_rollup_records_total", ""); n < reads {
+		t.Errorf("the rollup applied %v changelog records, want at least the %d reads", n, reads)
+	}
+	t.Logf("%d reads in %v; the rollup ran %v: %v transactions", reads, took.Round(time.Millisecond), ran.Round(time.Millisecond), committed)
+}
+
+// counter is a counter's value in reg; result, if set, selects the
+// series with that "result" label.
+func counter(t *testing.T, reg *prometheus.Registry, name, result string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if result == "" {
+				return m.GetCounter().GetValue()
+			}
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}

@@ -89,6 +89,7 @@ var Defaults = map[string]any{
 	"rollup.group_id":               "causeway-rollup",
 	"rollup.instance_id":            "",
 	"rollup.window":                 "500ms",
+	"rollup.commit_interval":        "100ms",
 	"rollup.max_messages":           1000,
 	"rollup.counts_only_above":      100,
 	"rollup.sender_only_above":      1000,
@@ -208,7 +209,7 @@ type Sequencer struct {
 
 type Rollup struct {
 	GroupID, InstanceID                           string
-	Window                                        time.Duration
+	Window, CommitInterval                        time.Duration
 	MaxMessages, CountsOnlyAbove, SenderOnlyAbove int
 	SlowFactor                                    int
 	// ClickHouse: write analytics with the clickhouse.* settings.
@@ -367,6 +368,7 @@ func (l *Loader) Load(file string) (Config, error) {
 		Rollup: Rollup{
 			GroupID: p.str("rollup.group_id"), InstanceID: p.str("rollup.instance_id"),
 			Window:          p.dur("rollup.window"),
+			CommitInterval:  p.dur("rollup.commit_interval"),
 			MaxMessages:     p.intIn("rollup.max_messages", 1, 1_000_000),
 			CountsOnlyAbove: p.intIn("rollup.counts_only_above", 1, 10_000_000),
 			SenderOnlyAbove: p.intIn("rollup.sender_only_above", 1, 10_000_000),
