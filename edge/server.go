@@ -880,10 +880,6 @@ func (s *Server) route(r *kgo.Record, touched map[*conn]struct{}) {
 			continue
 		}
 		if e := rep.GetError(); e != nil {
-			// Refusals decided by the sequencer count like the edge's own.
-			s.m.errors.WithLabelValues(e.GetCode()).Inc()
-		}
-		if e := rep.GetError(); e != nil {
 			// Refusals decided by the sequencer (not_member, ...) are
 			// counted with the edge's own.
 			s.m.errors.WithLabelValues(knownCode(e.GetCode())).Inc()
