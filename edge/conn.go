@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,9 +21,10 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// conn is one client WebSocket. Goroutines: the handler goroutine runs
-// serve (the reader: it owns subs and identity) and starts the writer,
-// which owns all writes of data frames; pings run in short-lived goroutines.
+// conn is one client WebSocket. Goroutines: one runs serve (the reader: it
+// owns subs and identity); the writer, started by wake while there is
+// something to write, owns all writes of data frames; pings run from a
+// timer.
 // enqueue may be called from any goroutine (the delivery consumer, produce
 // callbacks).
 type conn struct {
@@ -64,7 +67,14 @@ type conn struct {
 	// the writer draining it since; zero when under.
 	overSince time.Time
 	closed    bool
-	notify    chan struct{}
+	// writerOn: a writer goroutine is running (it ends when idle).
+	writerOn bool
+	notify   chan struct{}
+	// watchdog closes a connection whose write blocks past
+	// edge.write_timeout; pinger sends the WebSocket pings. Timers, not
+	// goroutines: an idle connection has only its reader.
+	watchdog *time.Timer // writer-owned (one writer at a time)
+	pinger   *time.Timer
 
 	closeOnce sync.Once
 }
@@ -77,8 +87,19 @@ func (c *conn) enqueue(frame []byte) {
 	}
 }
 
-// wake tells the writer there is something to write.
+// wake tells the writer there is something to write, starting it if it
+// is not running.
 func (c *conn) wake() {
+	c.mu.Lock()
+	start := !c.writerOn && !c.closed && c.ctx.Err() == nil
+	if start {
+		c.writerOn = true
+	}
+	c.mu.Unlock()
+	if start {
+		go c.writer()
+		return
+	}
 	select {
 	case c.notify <- struct{}{}:
 	default:
@@ -167,11 +188,34 @@ type hijackTap struct {
 
 func (h hijackTap) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	nc, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
-	if err == nil {
-		h.c.raw = nc
+	if err != nil {
+		return nc, brw, err
 	}
-	return nc, brw, err
+	h.c.raw = nc
+	// net/http's 4 KiB buffers would stay with the connection for its
+	// life; an idle connection needs neither (issue 8: memory per idle
+	// connection). Client frames are small, and longer ones bypass a
+	// reader's buffer; one fan-out frame still fits the writer's, so it
+	// goes out in one write. The response was flushed before the hijack;
+	// what the client sent early is carried over.
+	br := bufio.NewReaderSize(nc, hijackReadBuffer)
+	if n := brw.Reader.Buffered(); n > 0 {
+		// Buffered in the new reader too: Accept re-wraps the reader's
+		// source and keeps only what is buffered.
+		early, _ := brw.Reader.Peek(n)
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc), max(n, hijackReadBuffer))
+		if _, err := br.Peek(n); err != nil {
+			return nil, nil, fmt.Errorf("carry over early client bytes: %w", err)
+		}
+	}
+	return nc, bufio.NewReadWriter(br, bufio.NewWriterSize(nc, hijackWriteBuffer)), nil
 }
+
+// Buffer sizes of an upgraded connection (see hijackTap.Hijack).
+const (
+	hijackReadBuffer  = 512
+	hijackWriteBuffer = 2 << 10
+)
 
 // flushThenClose lets the writer send what is queued (such as the error
 // that explains the close), bounded by the write timeout, then closes.
@@ -190,32 +234,32 @@ func (c *conn) flushThenClose(code websocket.StatusCode, reason string) {
 }
 
 // writer coalesces everything queued into one NDJSON message per write.
+// It runs only while there is something to write: wake starts it, and it
+// ends after writerLinger without frames, so an idle connection holds no
+// writer goroutine, stack or buffers (issue 8: memory per idle
+// connection). A connection with steady traffic keeps its writer.
 func (c *conn) writer() {
 	var buf []byte
 	var spare [][]byte // the previous queue, reused so steady state allocates nothing
-	ping := time.NewTicker(c.srv.cfg.PingInterval)
-	defer ping.Stop()
-	// A watchdog instead of a context per write: it costs nothing per
-	// write, and an expired write closes the connection either way.
-	// A write that blocks that long is a client that stopped reading: it
-	// is a slow consumer as much as one whose queue overflowed.
-	watchdog := time.AfterFunc(time.Hour, func() {
-		c.srv.m.slow.Inc()
-		c.log.Info("closing slow consumer", "reason", "write timeout")
-		_ = c.ws.CloseNow()
-		c.cancel()
-	})
-	watchdog.Stop()
-	defer watchdog.Stop()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-ping.C:
-			go c.ping()
-			continue
-		case <-c.notify:
+	var linger *time.Timer
+	defer func() {
+		if linger != nil {
+			linger.Stop()
 		}
+	}()
+	if c.watchdog == nil {
+		// A watchdog instead of a context per write: it costs nothing per
+		// write, and an expired write closes the connection either way.
+		// A write that blocks that long is a client that stopped reading:
+		// it is a slow consumer as much as one whose queue overflowed.
+		c.watchdog = stoppedTimer(func() {
+			c.srv.m.slow.Inc()
+			c.log.Info("closing slow consumer", "reason", "write timeout")
+			_ = c.ws.CloseNow()
+			c.cancel()
+		})
+	}
+	for {
 		c.mu.Lock()
 		frames := c.queue
 		c.queue = spare[:0]
@@ -225,6 +269,29 @@ func (c *conn) writer() {
 		c.mu.Unlock()
 		if len(frames) == 0 {
 			spare = frames
+			if linger == nil {
+				linger = time.NewTimer(writerLinger)
+			} else {
+				linger.Reset(writerLinger)
+			}
+			select {
+			case <-c.ctx.Done():
+				c.writerDone()
+				return
+			case <-c.notify:
+				linger.Stop()
+				continue
+			case <-linger.C:
+			}
+			// Ends only with the queue empty under mu: a frame pushed
+			// after this sees writerOn false and starts a new writer.
+			c.mu.Lock()
+			if len(c.queue) == 0 {
+				c.writerOn = false
+				c.mu.Unlock()
+				return
+			}
+			c.mu.Unlock()
 			continue
 		}
 		buf = buf[:0]
@@ -234,26 +301,51 @@ func (c *conn) writer() {
 			}
 			buf = append(buf, f...)
 		}
-		watchdog.Reset(c.srv.cfg.WriteTimeout)
+		c.watchdog.Reset(c.srv.cfg.WriteTimeout)
 		err := c.ws.Write(context.Background(), websocket.MessageText, buf)
-		watchdog.Stop()
+		c.watchdog.Stop()
 		c.mu.Lock()
 		c.writing = false
 		c.mu.Unlock()
 		if err != nil {
 			c.cancel()
+			c.writerDone()
 			return
 		}
 		c.srv.m.framesOut.Add(float64(len(frames)))
 		clear(frames) // drop references to shared frames
 		spare = frames[:0]
-		// Do not pin large buffers to an idle connection.
+		// Do not pin large buffers to a connection.
 		if cap(buf) > 64<<10 {
 			buf = nil
 		}
 		if cap(spare) > 1024 {
 			spare = nil
 		}
+	}
+}
+
+// writerLinger is how long a writer waits for more frames before it
+// ends; a connection getting a frame more often keeps its writer.
+const writerLinger = 2 * time.Second
+
+// writerDone records that the writer ended with the connection.
+func (c *conn) writerDone() {
+	c.mu.Lock()
+	c.writerOn = false
+	c.mu.Unlock()
+}
+
+// pingTick pings the client every edge.ping_interval from a timer, not
+// from a goroutine per connection; no pong within edge.pong_timeout
+// closes the connection.
+func (c *conn) pingTick() {
+	if c.ctx.Err() != nil {
+		return
+	}
+	c.ping()
+	if c.ctx.Err() == nil {
+		c.pinger.Reset(c.srv.cfg.PingInterval)
 	}
 }
 
@@ -372,7 +464,10 @@ func (c *conn) serve() {
 		c.idle.Reset(cfg.IdleTimeout)
 		defer c.idle.Stop()
 	}
-	go c.writer()
+	c.pinger = stoppedTimer(c.pingTick)
+	c.pinger.Reset(cfg.PingInterval)
+	defer c.pinger.Stop()
+	handled := make(chan bool, 1)
 	for {
 		_, msg, err := c.ws.Read(c.ctx)
 		if err != nil {
@@ -382,46 +477,55 @@ func (c *conn) serve() {
 			return
 		}
 		c.touch()
-		// Limits are checked before any parsing: an abusive client costs
-		// a token-bucket check per message and per frame.
-		now := time.Now()
-		if !allow(c.bytes, now, len(msg)) {
-			if !c.limited(nil, limitConnBytes) {
-				return
-			}
-			continue
-		}
-		if c.user != nil && !allow(c.user.bytes, now, len(msg)) {
-			if !c.limited(nil, limitUserBytes) {
-				return
-			}
-			continue
-		}
-		for len(msg) > 0 {
-			line := msg
-			if i := bytes.IndexByte(msg, '\n'); i >= 0 {
-				line, msg = msg[:i], msg[i+1:]
-			} else {
-				msg = nil
-			}
-			line = bytes.TrimSpace(line)
-			if len(line) == 0 {
-				continue
-			}
-			ok := true
-			switch {
-			case !allow(c.frames, now, 1):
-				ok = c.limited(line, limitConnFrames)
-			case c.user != nil && !allow(c.user.frames, now, 1):
-				ok = c.limited(line, limitUserFrames)
-			default:
-				ok = c.handle(line, hello)
-			}
-			if !ok {
-				return
-			}
+		// Messages are handled on a short-lived goroutine, the reader
+		// waiting: token checks, JSON and the produce path grow a stack to
+		// several KiB, and the reader's own, blocked in Read for the idle
+		// life of the connection, stays small (issue 8: memory per idle
+		// connection). The goroutine is the reader for that time.
+		go func() { handled <- c.message(msg, hello) }()
+		if !<-handled {
+			return
 		}
 	}
+}
+
+// message applies the limits to one WebSocket message and handles its
+// frames; false ends the connection.
+func (c *conn) message(msg []byte, hello *time.Timer) bool {
+	// Limits are checked before any parsing: an abusive client costs
+	// a token-bucket check per message and per frame.
+	now := time.Now()
+	if !allow(c.bytes, now, len(msg)) {
+		return c.limited(nil, limitConnBytes)
+	}
+	if c.user != nil && !allow(c.user.bytes, now, len(msg)) {
+		return c.limited(nil, limitUserBytes)
+	}
+	for len(msg) > 0 {
+		line := msg
+		if i := bytes.IndexByte(msg, '\n'); i >= 0 {
+			line, msg = msg[:i], msg[i+1:]
+		} else {
+			msg = nil
+		}
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		ok := true
+		switch {
+		case !allow(c.frames, now, 1):
+			ok = c.limited(line, limitConnFrames)
+		case c.user != nil && !allow(c.user.frames, now, 1):
+			ok = c.limited(line, limitUserFrames)
+		default:
+			ok = c.handle(line, hello)
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // handle processes one frame; false ends the connection.

@@ -512,6 +512,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
+	release := func() {}
 	if addr := clientAddr(r, s.trusted); !inPrefixes(addr, s.exempt) {
 		ip := ipKey(addr)
 		if why, ok := s.ips.admit(ip, time.Now()); !ok {
@@ -520,8 +521,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "too many connections from this address", http.StatusTooManyRequests)
 			return
 		}
-		defer s.ips.release(ip)
+		release = func() { s.ips.release(ip) }
 	}
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			release()
+		}
+	}()
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
 		srv:     s,
@@ -564,20 +571,28 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		_ = ws.Close(CloseGoingAway, "going_away: edge draining; reconnect to another edge")
 		return
 	}
-	defer s.conns.Done()
 	c.log = s.log.With("session", c.session)
 	s.m.conns.Inc()
-	defer func() {
-		cancel()
-		s.unregister(c)
-		c.detachAll()
-		if c.user != nil {
-			s.users.release(c.id.User)
-		}
-		_ = ws.CloseNow()
-		s.m.conns.Dec()
+	// The connection outlives this handler: net/http's goroutine, with
+	// the upgrade request and its buffers, ends here, and the reader runs
+	// on a fresh, shallow stack (issue 8: memory per idle connection).
+	// s.conns (the drain) waits for it.
+	handedOff = true
+	go func() {
+		defer s.conns.Done()
+		defer release()
+		defer func() {
+			cancel()
+			s.unregister(c)
+			c.detachAll()
+			if c.user != nil {
+				s.users.release(c.id.User)
+			}
+			_ = ws.CloseNow()
+			s.m.conns.Dec()
+		}()
+		c.serve()
 	}()
-	c.serve()
 }
 
 // track counts a connection handler for the drain to wait for, unless
