@@ -264,6 +264,13 @@ func (c KafkaConfig) Opts() []kgo.Opt {
 	return opts
 }
 
+// SetupError is a Ping failure that retrying cannot fix: credentials,
+// certificates, or a TLS or SASL setting that does not match the broker.
+type SetupError struct{ err error }
+
+func (e *SetupError) Error() string { return e.err.Error() }
+func (e *SetupError) Unwrap() error { return e.err }
+
 // Ping connects to the brokers with c and asks one for metadata. Its error
 // says what most likely went wrong (credentials, certificates, a TLS or
 // SASL setting that does not match the broker's) and which keys to check.
@@ -311,16 +318,16 @@ func (c KafkaConfig) explain(err error, saslFailed bool) error {
 		if c.TLS.CAFile != "" {
 			ca = c.TLS.CAFile
 		}
-		return fmt.Errorf("kafka %s: TLS: the broker's certificate is not signed by a trusted CA (kafka.tls.ca_file: %s): %w", brokers, ca, err)
+		return &SetupError{err: fmt.Errorf("kafka %s: TLS: the broker's certificate is not signed by a trusted CA (kafka.tls.ca_file: %s): %w", brokers, ca, err)}
 	case errors.As(err, &host):
-		return fmt.Errorf("kafka %s: TLS: the broker's certificate is not for this name (set kafka.tls.server_name to a name it holds): %w", brokers, err)
+		return &SetupError{err: fmt.Errorf("kafka %s: TLS: the broker's certificate is not for this name (set kafka.tls.server_name to a name it holds): %w", brokers, err)}
 	case errors.As(err, &header):
-		return fmt.Errorf("kafka %s: TLS: the broker does not speak TLS on this port (kafka.tls.enabled is true): %w", brokers, err)
+		return &SetupError{err: fmt.Errorf("kafka %s: TLS: the broker does not speak TLS on this port (kafka.tls.enabled is true): %w", brokers, err)}
 	case errors.As(err, &alert) || strings.Contains(err.Error(), "remote error: tls"):
-		return fmt.Errorf("kafka %s: TLS: the broker refused the handshake (a client certificate it trusts, kafka.tls.cert_file and key_file, may be required): %w", brokers, err)
+		return &SetupError{err: fmt.Errorf("kafka %s: TLS: the broker refused the handshake (a client certificate it trusts, kafka.tls.cert_file and key_file, may be required): %w", brokers, err)}
 	case c.SASL.Enabled() && (saslFailed || strings.Contains(err.Error(), "SASL")):
-		return fmt.Errorf("kafka %s: SASL %s authentication as %q failed: check kafka.sasl.username, kafka.sasl.password and kafka.sasl.mechanism against the broker's users: %w",
-			brokers, c.SASL.KafkaName(), c.SASL.Username, err)
+		return &SetupError{err: fmt.Errorf("kafka %s: SASL %s authentication as %q failed: check kafka.sasl.username, kafka.sasl.password and kafka.sasl.mechanism against the broker's users: %w",
+			brokers, c.SASL.KafkaName(), c.SASL.Username, err)}
 	case timeout && c.TLS.Enabled:
 		return fmt.Errorf("kafka %s: no answer: the broker is unreachable or does not speak TLS on this port (kafka.tls.enabled is true): %w", brokers, err)
 	case timeout:

@@ -52,6 +52,7 @@ func newEdgeCmd() *cobra.Command {
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "edge %s listening on %s://%s/v1/ws\n", id, scheme, s.Addr())
 		g, ctx := errgroup.WithContext(cmd.Context())
+		g.Go(func() error { return checkKafka(ctx, ec.Kafka, log) })
 		g.Go(func() error { return s.Run(ctx) })
 		addr, _ := cmd.Flags().GetString("admin-addr")
 		if err := serveMetrics(ctx, g, addr, ec.Registry, c.Admin.Pprof, s.Ready); err != nil {

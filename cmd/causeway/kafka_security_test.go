@@ -130,6 +130,28 @@ func TestBrokerCommandSASLAndTLS(t *testing.T) {
 		}
 		pcancel()
 	}
+	// A role with a wrong password stops at start with an error naming the
+	// keys to check, instead of retrying closed connections forever.
+	wrong := kafkaYAML(t, "plain", "ops", "not-the-password", pki, "auth:\n  secret: a-test-secret-of-at-least-32-bytes-long\n")
+	for _, role := range [][]string{
+		{"sequencer", "--id", "s-wrong"},
+		{"rollup", "--id", "r-wrong"},
+		{"edge", "--id", "e-wrong", "--http-addr", "127.0.0.1:0"},
+	} {
+		rctx, rcancel := context.WithTimeout(context.Background(), 2*kafkaCheckTimeout)
+		start := time.Now()
+		err := run(rctx, append(role, "--config", wrong, "--brokers", addr))
+		timedOut := rctx.Err() != nil
+		rcancel()
+		switch {
+		case err == nil || timedOut:
+			t.Errorf("%s with a wrong SASL password: %v after %v, want an error at start", role[0], err, time.Since(start).Round(time.Millisecond))
+		case !strings.Contains(err.Error(), "SASL") || !strings.Contains(err.Error(), "kafka.sasl.password"):
+			t.Errorf("%s with a wrong SASL password: %v", role[0], err)
+		case strings.Contains(err.Error(), "not-the-password"):
+			t.Errorf("%s: the error shows the password: %v", role[0], err)
+		}
+	}
 	for _, args := range [][]string{
 		{"broker", "--listen", "127.0.0.1:0", "--sasl-user", "ops:pw"},
 		{"broker", "--listen", "127.0.0.1:0", "--sasl-user", "gssapi:ops:pw"},

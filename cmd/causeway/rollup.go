@@ -36,6 +36,7 @@ func newRollupCmd() *cobra.Command {
 		reg := prometheus.NewRegistry()
 		rc := rollupConfig(c, id, log, reg)
 		g, ctx := errgroup.WithContext(cmd.Context())
+		g.Go(func() error { return checkKafka(ctx, rc.Kafka, log) })
 		ready := func() bool { return true }
 		if c.Rollup.ClickHouse {
 			sink, err := analyticsSink(c, log, reg, false)

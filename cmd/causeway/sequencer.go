@@ -36,11 +36,13 @@ func newSequencerCmd() *cobra.Command {
 			id = defaultInstance()
 		}
 		reg := prometheus.NewRegistry()
-		s, err := sequencer.New(sequencerConfig(c, id, log, reg))
+		sc := sequencerConfig(c, id, log, reg)
+		s, err := sequencer.New(sc)
 		if err != nil {
 			return err
 		}
 		g, ctx := errgroup.WithContext(cmd.Context())
+		g.Go(func() error { return checkKafka(ctx, sc.Kafka, log) })
 		g.Go(func() error { return s.Run(ctx) })
 		addr, _ := cmd.Flags().GetString("metrics-addr")
 		if err := serveMetrics(ctx, g, addr, reg, c.Admin.Pprof, nil); err != nil {
