@@ -201,27 +201,9 @@ func TestReplayState(t *testing.T) {
 	brokers = b.Addr()
 
 	// Lose the state topic: delete it and create an empty one.
-	kc, err := kgo.NewClient(kgo.SeedBrokers(brokers))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kc.Close()
-	adm := kadm.NewClient(kc)
+	recreateStateTopic(t, brokers, pipeline.DefaultLayout())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := adm.DeleteTopic(ctx, "causeway.sequencer-state"); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		err := pipeline.EnsureTopics(ctx, adm, pipeline.DefaultLayout())
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("recreate the state topic: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 
 	out, err = runOut(t, "replay", "--brokers", brokers, "--into", "state", "--verify")
 	if !errors.Is(err, replay.ErrMismatch) || !strings.Contains(out, "missing from the state topic") || strings.Contains(out, "only in the state topic") {
@@ -284,17 +266,26 @@ func TestReplayState(t *testing.T) {
 // the test ends.
 func startSequencerAndEdge(t *testing.T, brokers string) *edge.Server {
 	t.Helper()
+	dc := devcluster.DefaultConfig(1, []byte(e2eSecret))
+	return startSequencerAndEdgeOn(t, brokers, dc.Sequencer.Layout, dc.Sequencer.GroupID, prometheus.NewRegistry())
+}
+
+// startSequencerAndEdgeOn runs one sequencer (consumer group groupID,
+// metrics in reg) and one edge on a layout until the test ends.
+func startSequencerAndEdgeOn(t *testing.T, brokers string, l pipeline.Layout, groupID string, reg *prometheus.Registry) *edge.Server {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	dc := devcluster.DefaultConfig(1, []byte(e2eSecret))
 	sc := dc.Sequencer
+	sc.Layout, sc.GroupID = l, groupID
 	sc.Kafka = pipeline.KafkaConfig{Brokers: []string{brokers}, ClientID: "replay-test-sequencer"}
-	sc.Registerer, sc.Logger = prometheus.NewRegistry(), log
+	sc.Registerer, sc.Logger = reg, log
 	seq, err := sequencer.New(sc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ec := dc.Edge
-	ec.ID, ec.HTTPAddr = "edge-after", "127.0.0.1:0"
+	ec.ID, ec.HTTPAddr, ec.Layout = "edge-after", "127.0.0.1:0", l
 	ec.Kafka = pipeline.KafkaConfig{Brokers: []string{brokers}, ClientID: "replay-test-edge"}
 	ec.Registry, ec.Logger = prometheus.NewRegistry(), log
 	e, err := edge.New(ec)
@@ -327,16 +318,27 @@ func startSequencerAndEdge(t *testing.T, brokers string) *edge.Server {
 // the results by query name, as strings.
 func chQueries(t *testing.T, addr, db string) map[string][][]string {
 	t.Helper()
+	queries := map[string]string{}
+	for _, q := range chsink.Queries {
+		queries[q.Name] = q.SQL
+	}
+	return chSelect(t, addr, db, queries)
+}
+
+// chSelect runs each named query on db and returns the rows by name, as
+// strings.
+func chSelect(t *testing.T, addr, db string, queries map[string]string) map[string][][]string {
+	t.Helper()
 	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, Auth: clickhouse.Auth{Database: db}, DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	out := map[string][][]string{}
-	for _, q := range chsink.Queries {
-		rows, err := conn.Query(context.Background(), q.SQL)
+	for name, sql := range queries {
+		rows, err := conn.Query(context.Background(), sql)
 		if err != nil {
-			t.Fatalf("query %s on %s: %v", q.Name, db, err)
+			t.Fatalf("query %s on %s: %v", name, db, err)
 		}
 		types := rows.ColumnTypes()
 		res := [][]string{}
@@ -346,7 +348,7 @@ func chQueries(t *testing.T, addr, db string) map[string][][]string {
 				dest[i] = reflect.New(ct.ScanType()).Interface()
 			}
 			if err := rows.Scan(dest...); err != nil {
-				t.Fatalf("scan %s: %v", q.Name, err)
+				t.Fatalf("scan %s: %v", name, err)
 			}
 			row := make([]string, len(dest))
 			for i, d := range dest {
@@ -362,10 +364,10 @@ func chQueries(t *testing.T, addr, db string) map[string][][]string {
 			res = append(res, row)
 		}
 		if err := rows.Err(); err != nil {
-			t.Fatalf("query %s: %v", q.Name, err)
+			t.Fatalf("query %s: %v", name, err)
 		}
 		rows.Close()
-		out[q.Name] = res
+		out[name] = res
 	}
 	return out
 }
@@ -380,8 +382,32 @@ func diffQueries(a, b map[string][][]string) string {
 	return s.String()
 }
 
-// TestReplayClickHouse rebuilds the analytics of a cluster whose rollup
-// writes them live into one database: replayed twice into another, every
+// settled waits until the live analytics in db have everything: read
+// counts in the receipts, presence, and no change for a while; and
+// returns the results of every query.
+func settled(t *testing.T, addr, db string) map[string][][]string {
+	t.Helper()
+	var res map[string][][]string
+	deadline := time.Now().Add(60 * time.Second)
+	for stable := 0; stable < 3; {
+		if time.Now().After(deadline) {
+			t.Fatalf("live analytics did not settle:\n%v", res)
+		}
+		time.Sleep(time.Second)
+		got := chQueries(t, addr, db)
+		if len(got["messages_not_read_by_all"]) == 0 || len(got["presence_session_lengths"]) == 0 || !reflect.DeepEqual(got, res) {
+			stable = 0
+		} else {
+			stable++
+		}
+		res = got
+	}
+	return res
+}
+
+// TestReplayClickHouse rebuilds, from the state topic (--source state),
+// the analytics of a cluster whose rollup writes them live into one
+// database: replayed twice into another, every
 // query of chsink.Queries gives the same result both times, and the same
 // as the live database. A checkpointed run is resumed (nothing left) and
 // refused for other flags; a range after the traffic writes nothing.
@@ -404,28 +430,11 @@ func TestReplayClickHouse(t *testing.T) {
 	})
 	driveTraffic(t, cl)
 	brokers := cl.Broker.Addr()
-
-	// Wait until the live analytics have everything: read counts in the
-	// receipts, and no change for a while.
-	var liveRes map[string][][]string
-	deadline := time.Now().Add(60 * time.Second)
-	for stable := 0; stable < 3; {
-		if time.Now().After(deadline) {
-			t.Fatalf("live analytics did not settle:\n%v", liveRes)
-		}
-		time.Sleep(time.Second)
-		got := chQueries(t, addr, live)
-		if len(got["messages_not_read_by_all"]) == 0 || len(got["presence_session_lengths"]) == 0 || !reflect.DeepEqual(got, liveRes) {
-			stable = 0
-		} else {
-			stable++
-		}
-		liveRes = got
-	}
+	liveRes := settled(t, addr, live)
 
 	run := func(db string, extra ...string) string {
 		t.Helper()
-		args := append([]string{"replay", "--brokers", brokers, "--into", "clickhouse", "--clickhouse", addr, "--database", db}, extra...)
+		args := append([]string{"replay", "--brokers", brokers, "--into", "clickhouse", "--source", "state", "--clickhouse", addr, "--database", db}, extra...)
 		out, err := runOut(t, args...)
 		if err != nil {
 			t.Fatalf("causeway %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -459,7 +468,7 @@ func TestReplayClickHouse(t *testing.T) {
 	if !strings.Contains(out, "(resumed at ") || !strings.Contains(out, "8 partitions, 0 records") {
 		t.Errorf("rerun with the finished checkpoint:\n%s", out)
 	}
-	if out, err := runOut(t, "replay", "--brokers", brokers, "--into", "clickhouse", "--clickhouse", addr, "--database", replayed,
+	if out, err := runOut(t, "replay", "--brokers", brokers, "--into", "clickhouse", "--source", "state", "--clickhouse", addr, "--database", replayed,
 		"--checkpoint", cp, "--from", "0"); !errors.Is(err, replay.ErrCheckpoint) || !strings.Contains(err.Error(), "belongs to another run") {
 		t.Errorf("a checkpoint of other flags: %v, want ErrCheckpoint\n%s", err, out)
 	}
@@ -473,7 +482,8 @@ func TestReplayClickHouse(t *testing.T) {
 }
 
 // TestReplayRefusesUnknownLayout: a configured layout the cluster does not
-// have is refused before anything is read or written, in both modes.
+// have is refused before anything is read or written, in every mode and
+// for both ends of a copy.
 func TestReplayRefusesUnknownLayout(t *testing.T) {
 	t.Parallel()
 	b, err := pipeline.NewBroker(pipeline.BrokerConfig{Listen: "127.0.0.1:0"})
@@ -499,6 +509,7 @@ func TestReplayRefusesUnknownLayout(t *testing.T) {
 	}
 	fewer := conf("fewer.yaml", "topics:\n  group_partitions: 4\n")
 	other := conf("other.yaml", "topics:\n  groups: causeway.groups.v2\n")
+	dflt := conf("default.yaml", "topics:\n  groups: causeway.groups\n")
 	for _, tc := range []struct {
 		args []string
 		is   error
@@ -507,6 +518,10 @@ func TestReplayRefusesUnknownLayout(t *testing.T) {
 		{[]string{"--config", fewer, "--into", "state", "--verify"}, pipeline.ErrLayoutMismatch, "topic causeway.groups has 8 partitions, layout says 4"},
 		{[]string{"--config", fewer, "--into", "clickhouse", "--clickhouse", "127.0.0.1:1"}, pipeline.ErrLayoutMismatch, "has 8 partitions, layout says 4"},
 		{[]string{"--config", other, "--into", "state"}, pipeline.ErrTopicMissing, "topic causeway.groups.v2"},
+		{[]string{"--config", fewer, "--into", "clickhouse", "--source", "state", "--clickhouse", "127.0.0.1:1"}, pipeline.ErrLayoutMismatch, "has 8 partitions, layout says 4"},
+		// The destination of a copy, then its source.
+		{[]string{"--config", other, "--into", "groups", "--source-config", dflt, "--source-brokers", b.Addr()}, pipeline.ErrTopicMissing, "topic causeway.groups.v2"},
+		{[]string{"--into", "groups", "--source-config", other, "--source-brokers", b.Addr()}, pipeline.ErrTopicMissing, "source: replay refuses to run"},
 	} {
 		// The layout check comes first: ClickHouse (127.0.0.1:1) is not
 		// reached.
@@ -519,8 +534,10 @@ func TestReplayRefusesUnknownLayout(t *testing.T) {
 }
 
 // TestReplayTruncatedLog: a group log whose beginning was deleted is
-// refused unless --allow-truncated-log; and --write refuses partitions
-// without a committed sequencer offset.
+// refused unless --allow-truncated-log, by --into state and by --into
+// clickhouse from the group log (which, allowed, rebuilds from what is
+// left); and --write refuses partitions without a committed sequencer
+// offset.
 func TestReplayTruncatedLog(t *testing.T) {
 	t.Parallel()
 	b, err := pipeline.NewBroker(pipeline.BrokerConfig{Listen: "127.0.0.1:0"})
@@ -571,29 +588,53 @@ func TestReplayTruncatedLog(t *testing.T) {
 	if err != nil || !strings.Contains(out, "warning: causeway.groups: partition") || !strings.Contains(out, "2 records") {
 		t.Fatalf("replay --allow-truncated-log: %v\n%s", err, out)
 	}
+	// Rebuilding ClickHouse from the group log refuses it too, before
+	// ClickHouse (127.0.0.1:1) is reached.
+	out, err = runOut(t, "replay", "--brokers", b.Addr(), "--into", "clickhouse", "--clickhouse", "127.0.0.1:1")
+	if !errors.Is(err, replay.ErrTruncatedLog) || !strings.Contains(err.Error(), "--allow-truncated-log") {
+		t.Fatalf("replay --into clickhouse of a truncated log: %v, want ErrTruncatedLog\n%s", err, out)
+	}
+	addr, err := chtest.Start()
+	if err != nil {
+		t.Fatalf("TestReplayTruncatedLog needs a real ClickHouse and could not start one: %v", err)
+	}
+	out, err = runOut(t, "replay", "--brokers", b.Addr(), "--into", "clickhouse", "--clickhouse", addr, "--database", chtest.Database(t, addr), "--allow-truncated-log")
+	if err != nil || !strings.Contains(out, "warning: causeway.groups: partition") || !strings.Contains(out, "2 records of causeway.groups read") ||
+		!strings.Contains(out, "2 member events") {
+		t.Fatalf("replay --into clickhouse --allow-truncated-log: %v\n%s", err, out)
+	}
 }
 
 // TestReplayFlags checks the flag validation, before anything connects.
 func TestReplayFlags(t *testing.T) {
 	t.Parallel()
 	for args, want := range map[string]string{
-		"replay":                                        "--into is required",
-		"replay --into nothing":                         `--into "nothing": want state or clickhouse`,
-		"replay --into state --from 5":                  "--from applies to --into clickhouse, not --into state",
-		"replay --into state --database x":              "--database applies to --into clickhouse",
-		"replay --into clickhouse --verify":             "--verify applies to --into state, not --into clickhouse",
-		"replay --into clickhouse --write":              "--write applies to --into state",
-		"replay --into state --force":                   "--force only applies with --write",
-		"replay --into state --verify --max-diffs -1":   "--max-diffs -1",
-		"replay --into clickhouse --from yesterday":     `--from "yesterday": want an RFC 3339 time`,
-		"replay --into clickhouse --to 3:-1":            "partitions and offsets are 0 or more",
-		"replay --into clickhouse --from 1:5,1:6":       "partition 1 is listed twice",
-		"replay --into clickhouse --from 10 --to 5":     "from 10 is not before to 5",
-		"replay --into state --checkpoint /nope/x.json": "its directory does not exist",
-		"replay --into state --brokers nope":            "not host:port",
-		"replay --into state extra":                     "unknown command",
-		"replay --into state --partition x":             "invalid argument",
-		"replay --into state --partition 8":             "partition 8: the layout has partitions 0 to 7",
+		"replay":                                                        "--into is required",
+		"replay --into nothing":                                         `--into "nothing": want state, clickhouse or groups`,
+		"replay --into state --from 5":                                  "--from applies to --into clickhouse, not --into state",
+		"replay --into state --database x":                              "--database applies to --into clickhouse",
+		"replay --into clickhouse --verify":                             "--verify applies to --into state, not --into clickhouse",
+		"replay --into clickhouse --write":                              "--write applies to --into state",
+		"replay --into state --force":                                   "--force only applies with --write",
+		"replay --into state --verify --max-diffs -1":                   "--max-diffs -1",
+		"replay --into clickhouse --from yesterday":                     `--from "yesterday": want an RFC 3339 time`,
+		"replay --into clickhouse --to 3:-1":                            "partitions and offsets are 0 or more",
+		"replay --into clickhouse --from 1:5,1:6":                       "partition 1 is listed twice",
+		"replay --into clickhouse --from 10 --to 5":                     "from 10 is not before to 5",
+		"replay --into state --checkpoint /nope/x.json":                 "its directory does not exist",
+		"replay --into state --brokers nope":                            "not host:port",
+		"replay --into state extra":                                     "unknown command",
+		"replay --into state --partition x":                             "invalid argument",
+		"replay --into state --partition 8":                             "partition 8: the layout has partitions 0 to 7",
+		"replay --into state --commit-offsets":                          "--commit-offsets only applies with --write",
+		"replay --into state --source state":                            "--source applies to --into clickhouse, not --into state",
+		"replay --into clickhouse --source nope":                        `--source "nope": want groups`,
+		"replay --into clickhouse --source state --allow-truncated-log": "--allow-truncated-log applies to --source groups",
+		"replay --into clickhouse --source-config x":                    "--source-config applies to --into groups, not --into clickhouse",
+		"replay --into groups":                                          "--into groups needs --source-config",
+		"replay --into groups --source-config /nope.yaml":               "--source-config: read config file /nope.yaml",
+		"replay --into groups --partition 1":                            "--partition applies to --into state or clickhouse, not --into groups",
+		"replay --into groups --verify":                                 "--verify applies to --into state, not --into groups",
 	} {
 		_, err := runOut(t, strings.Fields(args)...)
 		if err == nil || !strings.Contains(err.Error(), want) {

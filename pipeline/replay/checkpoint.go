@@ -27,14 +27,19 @@ type checkpoint struct {
 	Partitions map[string]*partCheckpoint `json:"partitions"`
 	// ReceiptsDone: the receipt aggregates were written (clickhouse).
 	ReceiptsDone bool `json:"receipts_done,omitempty"`
+	// Copied is the last source offset copied, by source partition
+	// (groups); Partitions then hold how far each destination partition
+	// was read or written.
+	Copied map[string]int64 `json:"copied,omitempty"`
 
 	path string
 }
 
 // partCheckpoint is one partition's progress.
 type partCheckpoint struct {
-	// Offset: clickhouse, the next offset of the state topic to read;
-	// state, the group-log offset the partition was rebuilt up to.
+	// Offset: clickhouse, the next offset of the source topic whose rows
+	// are not written yet; state, the group-log offset the partition was
+	// rebuilt up to.
 	Offset int64 `json:"offset"`
 	// End is the end of the clickhouse range, fixed by the first run.
 	End int64 `json:"end,omitempty"`
@@ -89,6 +94,14 @@ func (cp *checkpoint) part(p int32) *partCheckpoint {
 func (cp *checkpoint) has(p int32) (*partCheckpoint, bool) {
 	pc, ok := cp.Partitions[strconv.Itoa(int(p))]
 	return pc, ok
+}
+
+// advance records that partition p's rows are written up to offset off
+// (exclusive), of a range fixed by the first run.
+func (cp *checkpoint) advance(p int32, off int64) {
+	pc := cp.part(p)
+	pc.Offset = off
+	pc.Done = off >= pc.End
 }
 
 // save replaces the file atomically.

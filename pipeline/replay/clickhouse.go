@@ -7,30 +7,62 @@ import (
 	"time"
 
 	"github.com/causeway/causeway/consumers/rollup"
+	"github.com/causeway/causeway/consumers/sequencer"
 	"github.com/causeway/causeway/pipeline"
 	"github.com/twmb/franz-go/pkg/kadm"
+)
+
+// Source is what ClickHouse reads.
+type Source string
+
+const (
+	// SourceGroupLog (the default) reads the group log, runs it through
+	// the sequencer's state machine (as State does) and derives the rows
+	// from the changelog writes that produces: everything the log still
+	// holds can be rebuilt, whatever compaction removed from the state
+	// topic.
+	SourceGroupLog Source = "groups"
+	// SourceStateTopic reads the sequencer's changelog (the state topic),
+	// as the live sink does: only what compaction left.
+	SourceStateTopic Source = "state"
 )
 
 // ClickHouseOptions configure ClickHouse.
 type ClickHouseOptions struct {
 	Common
-	// From and To bound the range of the state topic replayed: From is
-	// the first offset or time (unset: the log start), To the end,
-	// exclusive (unset: the stable end at the start of the run). A time
-	// is resolved to each partition's first offset at or after it.
+	// Source is the topic read (default SourceGroupLog).
+	Source Source
+	// From and To bound the range of the source topic whose rows are
+	// written: From is the first offset or time (unset: the log start),
+	// To the end, exclusive (unset: the stable end at the start of the
+	// run). A time is resolved to each partition's first offset at or
+	// after it. From the group log, each partition is still read from its
+	// start (the state at From is made of everything before it); only the
+	// rows of records in the range are written.
 	From, To Bound
+	// Limits are the sequencers' (sequencer.* settings), for
+	// SourceGroupLog: the state, and so the rows, are a pure function of
+	// the log given the same limits. Zero: sequencer.DefaultLimits().
+	Limits sequencer.Limits
+	// AllowTruncatedLog, for SourceGroupLog, rebuilds even when the group
+	// log no longer starts at offset 0 (see StateOptions).
+	AllowTruncatedLog bool
 	// Writer takes the rows (chsink.Sink).
 	Writer rollup.Writer
-	// Prepare, if set, runs once the options and the topic layout are
-	// checked, before the first write: e.g. chsink.Migrate.
+	// Prepare, if set, runs once the options, the topic layout and the
+	// checkpoint are checked, before the first write: e.g.
+	// chsink.Migrate.
 	Prepare func(ctx context.Context) error
 	// Target names where the rows go, for the checkpoint: a checkpoint
 	// of another target is refused.
 	Target string
-	// Receipts also writes the receipt aggregates the rollup holds now
-	// (its changelog), of the messages sent within From and To when they
-	// are times: they are counted by the rollup's state, not derived from
-	// one record, so a range of the changelog cannot rebuild them.
+	// Receipts also writes the per-message receipt aggregates. From the
+	// group log they are counted as the rollup counts them
+	// (rollup.State over the rebuilt changelog), and those that records
+	// in the range changed are written. From the state topic they are
+	// the ones the rollup holds now (its changelog), of the messages sent
+	// within From and To when they are times: a range of the changelog
+	// cannot rebuild them.
 	Receipts bool
 	// RollupLimits are the rollup's (rollup.* settings), to restore its
 	// state.
@@ -42,8 +74,10 @@ type ClickHouseOptions struct {
 // ClickHouseReport sums up a ClickHouse run.
 type ClickHouseReport struct {
 	Partitions int
-	// Records of the state topic read in this run.
-	Records int
+	// Records of the source topic read in this run (from the group log:
+	// applied to the state, in and before the range); Undecodable ones
+	// were skipped, as the sequencer skips them.
+	Records, Undecodable int
 	// Rows written, by kind.
 	Messages, Members, Reads, Presence, Receipts int
 }
@@ -63,6 +97,19 @@ func (o *ClickHouseOptions) validate() error {
 	if o.BatchRows == 0 {
 		o.BatchRows = 5000
 	}
+	switch o.Source {
+	case "":
+		o.Source = SourceGroupLog
+	case SourceGroupLog, SourceStateTopic:
+	default:
+		return fmt.Errorf("source %q: want %s or %s", o.Source, SourceGroupLog, SourceStateTopic)
+	}
+	if o.AllowTruncatedLog && o.Source != SourceGroupLog {
+		return errors.New("allow truncated log only applies to the group-log source")
+	}
+	if o.Limits == (sequencer.Limits{}) {
+		o.Limits = sequencer.DefaultLimits()
+	}
 	if o.BatchRows < 1 {
 		return fmt.Errorf("batch rows %d: must be positive", o.BatchRows)
 	}
@@ -80,12 +127,13 @@ func (o *ClickHouseOptions) validate() error {
 // (its checkpoint keeps what was written).
 const writeRetries = 5
 
-// ClickHouse re-reads a range of the sequencer's changelog and writes the
-// analytics rows it stands for, derived as the rollup's sink derives them
-// (rollup.RowsOf); then, with Receipts, the rollup's receipt aggregates.
-// The tables are idempotent by design (chsink), so rows written again
-// change no query result: replaying a range twice, or resuming a run
-// whose last batch was written but not checkpointed, is harmless.
+// ClickHouse rebuilds the analytics rows of a range of the group log (or
+// of the state topic, Source) and writes them, derived as the rollup's
+// sink derives them from the sequencer's changelog (rollup.RowsOf); with
+// Receipts, the receipt aggregates too. The tables are idempotent by
+// design (chsink), so rows written again change no query result:
+// replaying a range twice, or resuming a run whose last batch was
+// written but not checkpointed, is harmless.
 func ClickHouse(ctx context.Context, o ClickHouseOptions) (ClickHouseReport, error) {
 	var rep ClickHouseReport
 	if err := o.validate(); err != nil {
@@ -96,42 +144,107 @@ func ClickHouse(ctx context.Context, o ClickHouseOptions) (ClickHouseReport, err
 		return rep, err
 	}
 	defer cl.Close()
-	if o.Prepare != nil {
-		if err := o.Prepare(ctx); err != nil {
-			return rep, fmt.Errorf("replay: %w", err)
-		}
-	}
 	l := o.Layout
+	topic := o.topic()
 	parts := o.partitions()
 	rep.Partitions = len(parts)
-	run := fmt.Sprintf("into=clickhouse state=%s group_partitions=%d partitions=%s from=%s to=%s receipts=%t target=%s",
-		l.StateTopic, l.GroupPartitions, partitionList(parts, l.GroupPartitions), o.From, o.To, o.Receipts, o.Target)
+	run := fmt.Sprintf("into=clickhouse source=%s topic=%s group_partitions=%d partitions=%s from=%s to=%s receipts=%t target=%s",
+		o.Source, topic, l.GroupPartitions, partitionList(parts, l.GroupPartitions), o.From, o.To, o.Receipts, o.Target)
 	cp, resumed, err := loadCheckpoint(o.Checkpoint, run)
 	if err != nil {
 		return rep, err
 	}
-	spans, err := o.spans(ctx, adm, parts, cp)
+	var starts map[int32]int64
+	if o.Source == SourceGroupLog {
+		if starts, err = logStarts(ctx, adm, topic); err != nil {
+			return rep, err
+		}
+		if err := checkTruncated(&o.Common, topic, starts, parts, o.AllowTruncatedLog); err != nil {
+			return rep, err
+		}
+	}
+	if o.Prepare != nil { // once nothing else refuses the run
+		if err := o.Prepare(ctx); err != nil {
+			return rep, fmt.Errorf("replay: %w", err)
+		}
+	}
+	spans, err := o.spans(ctx, adm, topic, parts, cp)
 	if err != nil {
 		return rep, err
 	}
 	if err := cp.save(); err != nil { // fixes the range for a resumed run
 		return rep, err
 	}
-	var total int64
+	o.describe(parts, spans, starts, resumed)
+
+	w := &batchWriter{o: &o, rep: &rep}
+	if o.Source == SourceGroupLog {
+		err = o.fromLog(ctx, starts, spans, parts, cp, w)
+	} else {
+		err = o.fromState(ctx, spans, parts, cp, w)
+	}
+	if err != nil {
+		return rep, o.interrupted(err)
+	}
+	if o.Receipts && o.Source == SourceStateTopic && !cp.ReceiptsDone {
+		if err := o.receipts(ctx, parts, w); err != nil {
+			return rep, o.interrupted(err)
+		}
+		cp.ReceiptsDone = true
+		if err := cp.save(); err != nil {
+			return rep, err
+		}
+	}
+	o.summary(rep)
+	return rep, nil
+}
+
+// describe prints each partition's range.
+func (o *ClickHouseOptions) describe(parts []int32, spans map[int32]span, starts map[int32]int64, resumed bool) {
 	for _, p := range parts {
 		s := spans[p]
 		note := ""
 		if resumed {
 			note = fmt.Sprintf(" (resumed at %d from checkpoint %s)", s.From, o.Checkpoint)
 		}
-		fmt.Fprintf(o.Out, "partition %d: %s offsets %d-%d%s\n", p, l.StateTopic, s.From, s.End, note)
+		if o.Source == SourceGroupLog {
+			fmt.Fprintf(o.Out, "partition %d: rows of %s offsets %d-%d%s, read from offset %d\n", p, o.topic(), s.From, s.End, note, starts[p])
+		} else {
+			fmt.Fprintf(o.Out, "partition %d: %s offsets %d-%d%s\n", p, o.topic(), s.From, s.End, note)
+		}
+	}
+}
+
+// summary prints what the run did.
+func (o *ClickHouseOptions) summary(rep ClickHouseReport) {
+	skipped := ""
+	if rep.Undecodable > 0 {
+		skipped = fmt.Sprintf(" (%d undecodable, skipped)", rep.Undecodable)
+	}
+	fmt.Fprintf(o.Out, "replay --into clickhouse: %d partitions, %s records of %s read%s, %s rows written (%s, %s, %s, %s, %s)\n",
+		rep.Partitions, group(int64(rep.Records)), o.topic(), skipped, group(int64(rep.Rows())),
+		plural(rep.Messages, "message"), plural(rep.Members, "member event"), plural(rep.Reads, "read watermark"),
+		plural(rep.Presence, "presence row"), plural(rep.Receipts, "receipt aggregate"))
+}
+
+// topic is the topic the source reads.
+func (o *ClickHouseOptions) topic() string {
+	if o.Source == SourceStateTopic {
+		return o.Layout.StateTopic
+	}
+	return o.Layout.GroupTopic
+}
+
+// fromState writes the rows of the spans of the state topic, record by
+// record, as the live sink does.
+func (o *ClickHouseOptions) fromState(ctx context.Context, spans map[int32]span, parts []int32, cp *checkpoint, w *batchWriter) error {
+	var total int64
+	for _, s := range spans {
 		total += s.End - s.From
 	}
-
-	w := &batchWriter{o: &o, rep: &rep}
-	rd, err := newReader(o.Kafka, l.StateTopic, spans, o.Log)
+	rd, err := newReader(o.Kafka, o.Layout.StateTopic, spans, o.Log)
 	if err != nil {
-		return rep, err
+		return err
 	}
 	defer rd.Close()
 	o.Progress.Start("replay clickhouse", total)
@@ -146,9 +259,7 @@ func ClickHouse(ctx context.Context, o ClickHouseOptions) (ClickHouseReport, err
 		}
 		b = rollup.Batch{}
 		for p, off := range pending {
-			pc := cp.part(p)
-			pc.Offset = off
-			pc.Done = off >= pc.End
+			cp.advance(p, off)
 		}
 		return cp.save()
 	}
@@ -156,18 +267,18 @@ func ClickHouse(ctx context.Context, o ClickHouseOptions) (ClickHouseReport, err
 	for !rd.Done() {
 		recs, advanced, err := rd.Next(ctx)
 		if err != nil {
-			return rep, o.interrupted(err)
+			return err
 		}
 		for _, r := range recs {
 			rollup.RowsOf(&b, r)
-			rep.Records++
+			w.rep.Records++
 			// Committed records come in offset order: whatever the
 			// read skipped before r (markers, aborted records) is
 			// resolved the same way when read again from r+1.
 			pending[r.Partition] = r.Offset + 1
 			if b.Len() >= o.BatchRows {
 				if err := flush(); err != nil {
-					return rep, o.interrupted(err)
+					return err
 				}
 			}
 		}
@@ -175,30 +286,19 @@ func ClickHouse(ctx context.Context, o ClickHouseOptions) (ClickHouseReport, err
 			pending[p] = rd.Resume(p)
 		}
 		o.Progress.Add(advanced)
-		if rd.Done() || time.Since(last) > 5*time.Second {
+		if rd.Done() || time.Since(last) > flushEvery {
 			if err := flush(); err != nil {
-				return rep, o.interrupted(err)
+				return err
 			}
 			last = time.Now()
 		}
 	}
-	o.Progress.Stop()
-
-	if o.Receipts && !cp.ReceiptsDone {
-		if err := o.receipts(ctx, parts, w); err != nil {
-			return rep, o.interrupted(err)
-		}
-		cp.ReceiptsDone = true
-		if err := cp.save(); err != nil {
-			return rep, err
-		}
-	}
-	fmt.Fprintf(o.Out, "replay --into clickhouse: %d partitions, %s records of %s read, %s rows written (%s, %s, %s, %s, %s)\n",
-		rep.Partitions, group(int64(rep.Records)), l.StateTopic, group(int64(rep.Rows())),
-		plural(rep.Messages, "message"), plural(rep.Members, "member event"), plural(rep.Reads, "read watermark"),
-		plural(rep.Presence, "presence row"), plural(rep.Receipts, "receipt aggregate"))
-	return rep, nil
+	return nil
 }
+
+// flushEvery bounds how long rows wait in a replay's batch (and so what
+// an interrupted run does again).
+const flushEvery = 5 * time.Second
 
 func (o *ClickHouseOptions) interrupted(err error) error {
 	if o.Checkpoint != "" {
@@ -209,8 +309,7 @@ func (o *ClickHouseOptions) interrupted(err error) error {
 
 // spans resolves the range of each partition, or takes it from the
 // checkpoint of an earlier run.
-func (o *ClickHouseOptions) spans(ctx context.Context, adm *kadm.Client, parts []int32, cp *checkpoint) (map[int32]span, error) {
-	topic := o.Layout.StateTopic
+func (o *ClickHouseOptions) spans(ctx context.Context, adm *kadm.Client, topic string, parts []int32, cp *checkpoint) (map[int32]span, error) {
 	out := map[int32]span{}
 	var todo []int32
 	for _, p := range parts {
@@ -223,13 +322,13 @@ func (o *ClickHouseOptions) spans(ctx context.Context, adm *kadm.Client, parts [
 	if len(todo) == 0 {
 		return out, nil
 	}
-	starts, err := offsets("start", func() (kadm.ListedOffsets, error) { return adm.ListStartOffsets(ctx, topic) }, topic)
+	starts, err := logStarts(ctx, adm, topic)
 	if err != nil {
 		return nil, err
 	}
 	// The stable end: every transaction below it has ended, so the read
 	// never waits for one that is still open at the start.
-	stable, err := offsets("stable end", func() (kadm.ListedOffsets, error) { return adm.ListCommittedOffsets(ctx, topic) }, topic)
+	stable, err := stableEnds(ctx, adm, topic)
 	if err != nil {
 		return nil, err
 	}

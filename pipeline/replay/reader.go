@@ -48,6 +48,7 @@ type partReader struct {
 	open     map[int64][]*entry
 	done     bool
 	removed  bool      // no longer fetched
+	paused   bool      // not fetched for now (pause)
 	progress time.Time // last time a record arrived
 	warned   time.Time
 }
@@ -174,6 +175,19 @@ func (rd *reader) Done() bool { return rd.left == 0 }
 // Resume is partition p's resume offset (partReader.resume).
 func (rd *reader) Resume(p int32) int64 { return rd.parts[p].resume() }
 
+// pause stops fetching partition p until resume: its reader has enough
+// of it for now.
+func (rd *reader) pause(p int32) {
+	rd.parts[p].paused = true
+	rd.cl.PauseFetchPartitions(map[string][]int32{rd.topic: {p}})
+}
+
+func (rd *reader) resume(p int32) {
+	pr := rd.parts[p]
+	pr.paused, pr.progress = false, time.Now()
+	rd.cl.ResumeFetchPartitions(map[string][]int32{rd.topic: {p}})
+}
+
 // Next returns the next committed records (possibly none) and how many
 // offsets the read advanced, for progress.
 func (rd *reader) Next(ctx context.Context) ([]*kgo.Record, int64, error) {
@@ -208,7 +222,7 @@ func (rd *reader) Next(ctx context.Context) ([]*kgo.Record, int64, error) {
 	var finished []int32
 	var advanced int64
 	for p, pr := range rd.parts {
-		if !pr.done && time.Since(pr.progress) > idleAfter && time.Since(pr.warned) > idleAfter {
+		if !pr.done && !pr.paused && time.Since(pr.progress) > idleAfter && time.Since(pr.warned) > idleAfter {
 			pr.warned = time.Now()
 			rd.idle(ctx, p, pr)
 		}

@@ -7,15 +7,24 @@
 //     reads it, gives what the sequencers wrote. It compares the result
 //     with the state topic (Verify) and can write it back (Write), for a
 //     lost or corrupted state topic.
-//   - ClickHouse rebuilds the analytics rows of a range of the state topic
-//     with the rollup sink's own derivation (rollup.RowsOf) and writes
-//     them with a rollup.Writer (chsink). The tables are idempotent by
-//     design, so a range replayed twice gives the same query results.
+//   - ClickHouse rebuilds the analytics rows of a range of the group log:
+//     it runs the log through a fresh State as State does, and derives the
+//     rows from the changelog writes that makes with the rollup sink's own
+//     derivation (rollup.RowsOf), and the receipt aggregates with the
+//     rollup's counting (rollup.State); or, with SourceStateTopic, of a
+//     range of the state topic, as the live sink reads it. It writes them
+//     with a rollup.Writer (chsink). The tables are idempotent by design,
+//     so a range replayed twice gives the same query results.
+//   - Groups copies the group log of an older topic generation into a new
+//     one with another partition count, each record into its group's new
+//     partition, for growing the partition count (docs/operations.md);
+//     State then rebuilds the new generation's state (CommitOffsets).
 //
-// Both refuse to run against a cluster whose topics do not match the
+// All refuse to run against a cluster whose topics do not match the
 // configured layout (pipeline.CheckTopics), report progress to a Progress
 // (records/s and ETA), and are resumable: with a checkpoint file, a run
-// that was interrupted continues where it stopped.
+// that was interrupted continues where it stopped (Groups also without
+// one: it finds what it copied in the destination).
 //
 // Reads resolve transactions the way a read_committed consumer does
 // (committed records in offset order, aborted ones dropped), from the

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -124,6 +125,14 @@ func TestStateResume(t *testing.T) {
 	}
 }
 
+// countProgress sums what a replay reports.
+type countProgress struct{ total, done int64 }
+
+func (c *countProgress) Start(_ string, total int64) { c.total += total }
+func (c *countProgress) Label(string)                {}
+func (c *countProgress) Add(n int64)                 { c.done += n }
+func (c *countProgress) Stop()                       {}
+
 // cancelAfter is a Writer that cancels the run after n successful writes.
 type cancelAfter struct {
 	rollup.Writer
@@ -141,9 +150,11 @@ func (c *cancelAfter) Write(ctx context.Context, b rollup.Batch) error {
 }
 
 // TestClickHouseResume interrupts a replay after two small batches and
-// resumes it from its checkpoint: the database ends up with the same
-// query results as an uninterrupted replay into another one, and the
-// resumed run read only the rest.
+// resumes it from its checkpoint, from either source: the database ends
+// up with the same query results as an uninterrupted replay into another
+// one, and the resumed run wrote only the rest (from the state topic it
+// also read only the rest; from the group log it reads each partition
+// from its start, to rebuild the state).
 func TestClickHouseResume(t *testing.T) {
 	t.Parallel()
 	addr, err := chtest.Start()
@@ -167,49 +178,71 @@ func TestClickHouseResume(t *testing.T) {
 		t.Cleanup(func() { _ = s.Close() })
 		return s
 	}
-	whole, resumed := chtest.Database(t, addr), chtest.Database(t, addr)
-	full, err := replay.ClickHouse(context.Background(), replay.ClickHouseOptions{Common: options(cl), Writer: sink(whole), Target: whole, Receipts: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	var wholes []map[string]string
+	for _, source := range []replay.Source{replay.SourceStateTopic, replay.SourceGroupLog} {
+		whole, resumed := chtest.Database(t, addr), chtest.Database(t, addr)
+		full, err := replay.ClickHouse(context.Background(), replay.ClickHouseOptions{Common: options(cl), Source: source, Writer: sink(whole), Target: whole, Receipts: true})
+		if err != nil {
+			t.Fatal(err)
+		}
 
-	cp := filepath.Join(t.TempDir(), "ch.json")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	w := sink(resumed)
-	o := replay.ClickHouseOptions{Common: options(cl), Writer: &cancelAfter{Writer: w, n: 2, cancel: cancel}, Target: resumed, Receipts: true, BatchRows: 2}
-	o.Checkpoint = cp
-	first, err := replay.ClickHouse(ctx, o)
-	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), cp) {
-		t.Fatalf("interrupted replay: %v, want context.Canceled naming the checkpoint", err)
+		cp := filepath.Join(t.TempDir(), "ch.json")
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		w := sink(resumed)
+		o := replay.ClickHouseOptions{Common: options(cl), Source: source, Writer: &cancelAfter{Writer: w, n: 2, cancel: cancel}, Target: resumed, Receipts: true, BatchRows: 2}
+		o.Checkpoint = cp
+		first, err := replay.ClickHouse(ctx, o)
+		if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), cp) {
+			t.Fatalf("%s: interrupted replay: %v, want context.Canceled naming the checkpoint", source, err)
+		}
+		// From the state topic a record makes at most one row, so a
+		// batch is 2 rows; from the group log a partition's last batch
+		// may be smaller.
+		if first.Rows() < 2 || source == replay.SourceStateTopic && first.Rows() != 4 {
+			t.Errorf("%s: interrupted replay wrote %d rows, want 2 batches of 2", source, first.Rows())
+		}
+		saved, err := os.ReadFile(cp)
+		if err != nil || !bytes.Contains(saved, []byte(`"offset"`)) {
+			t.Fatalf("%s: checkpoint: %v\n%s", source, err, saved)
+		}
+		o.Writer = w
+		var out bytes.Buffer
+		prog := &countProgress{}
+		o.Out, o.Progress = &out, prog
+		rest, err := replay.ClickHouse(context.Background(), o)
+		if err != nil {
+			t.Fatalf("%s: resumed replay: %v\n%s", source, err, out.String())
+		}
+		if prog.total == 0 || prog.done != prog.total {
+			t.Errorf("%s: progress counted %d of %d records", source, prog.done, prog.total)
+		}
+		// Some partition resumes past its start.
+		if !regexp.MustCompile(`offsets [1-9][0-9]*-[0-9]+ \(resumed at `).MatchString(out.String()) {
+			t.Errorf("%s: resumed replay's output:\n%s", source, out.String())
+		}
+		// Rows of a message's receipts are written once per batch that
+		// changed them: small batches write more rows for the same
+		// results.
+		if source == replay.SourceStateTopic && (rest.Records >= full.Records || rest.Rows() >= full.Rows()) || first.Rows()+rest.Rows() < full.Rows() {
+			t.Errorf("%s: resumed replay read %d records (full: %d) and the two runs wrote %d+%d rows (full: %d)",
+				source, rest.Records, full.Records, first.Rows(), rest.Rows(), full.Rows())
+		}
+		a, b := results(t, addr, whole), results(t, addr, resumed)
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("%s: an interrupted and resumed replay gives other results than a whole one:\n%v\n%v", source, a, b)
+		}
+		if len(a["messages_not_read_by_all"]) == 0 || len(a["read_ratio_by_group_size"]) == 0 {
+			t.Errorf("%s: results lack messages or receipts: %v", source, a)
+		}
+		wholes = append(wholes, a)
 	}
-	if first.Rows() != 4 {
-		t.Errorf("interrupted replay wrote %d rows, want 2 batches of 2", first.Rows())
-	}
-	saved, err := os.ReadFile(cp)
-	if err != nil || !bytes.Contains(saved, []byte(`"offset"`)) {
-		t.Fatalf("checkpoint: %v\n%s", err, saved)
-	}
-	o.Writer = w
-	var out bytes.Buffer
-	o.Out = &out
-	rest, err := replay.ClickHouse(context.Background(), o)
-	if err != nil {
-		t.Fatalf("resumed replay: %v\n%s", err, out.String())
-	}
-	if !strings.Contains(out.String(), "(resumed at ") {
-		t.Errorf("resumed replay's output:\n%s", out.String())
-	}
-	if rest.Records >= full.Records || first.Rows()+rest.Rows() < full.Rows() {
-		t.Errorf("resumed replay read %d records (full: %d) and the two runs wrote %d+%d rows (full: %d)",
-			rest.Records, full.Records, first.Rows(), rest.Rows(), full.Rows())
-	}
-	a, b := results(t, addr, whole), results(t, addr, resumed)
-	if !reflect.DeepEqual(a, b) {
-		t.Errorf("an interrupted and resumed replay gives other results than a whole one:\n%v\n%v", a, b)
-	}
-	if len(a["messages_not_read_by_all"]) == 0 || len(a["read_ratio_by_group_size"]) == 0 {
-		t.Errorf("results lack messages or receipts: %v", a)
+	// Both sources rebuild the same analytics (presence is timed by
+	// other records: the state topic's, the group log's).
+	for name, res := range wholes[0] {
+		if !strings.HasPrefix(name, "presence") && res != wholes[1][name] {
+			t.Errorf("%s from the state topic:\n%s\nfrom the group log:\n%s", name, res, wholes[1][name])
+		}
 	}
 }
 

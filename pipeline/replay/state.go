@@ -5,16 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/causeway/causeway/consumers/sequencer"
 	"github.com/causeway/causeway/pipeline"
-	pb "github.com/causeway/causeway/schemas/causewaypb"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 )
 
 // StateOptions configure State.
@@ -41,6 +38,13 @@ type StateOptions struct {
 	// the state topic is not empty. With Verify too, the comparison is
 	// made after the write.
 	Write, Force bool
+	// CommitOffsets, with Write, commits the sequencer group's offset at
+	// the end of what was rebuilt in each partition where the group has
+	// none (a new topic generation filled by Groups), once the partition's
+	// state is written: the sequencers then resume after the rebuilt log
+	// instead of sequencing it again. Without it, Write refuses such a
+	// partition (ErrNoCommittedOffset).
+	CommitOffsets bool
 	// AllowTruncatedLog rebuilds even when the group log no longer starts
 	// at offset 0 (retention deleted its beginning): the state of groups
 	// older than the log is then missing from the rebuild.
@@ -72,6 +76,9 @@ type StatePartition struct {
 	Missing, Extra, Different int
 	// Written records (with Write).
 	Written int
+	// OffsetCommitted: the sequencer group had no committed offset here
+	// and CommitOffsets committed End.
+	OffsetCommitted bool
 	// Resumed: done by an earlier run (the checkpoint); only the counts
 	// it kept are set.
 	Resumed bool
@@ -95,6 +102,8 @@ func (o *StateOptions) validate() error {
 		return errors.New("the sequencer group (sequencer.group_id) must not be empty")
 	case o.Force && !o.Write:
 		return errors.New("force only applies to write")
+	case o.CommitOffsets && !o.Write:
+		return errors.New("commit offsets only applies to write")
 	case o.MaxDiffs < 0:
 		return fmt.Errorf("max diffs %d: must be 0 (all) or more", o.MaxDiffs)
 	}
@@ -124,8 +133,8 @@ func State(ctx context.Context, o StateOptions) (StateReport, error) {
 	defer cl.Close()
 	l := o.Layout
 	parts := o.partitions()
-	run := fmt.Sprintf("into=state groups=%s state=%s group_partitions=%d partitions=%s sequencer_group=%s verify=%t write=%t",
-		l.GroupTopic, l.StateTopic, l.GroupPartitions, partitionList(parts, l.GroupPartitions), o.SequencerGroup, o.Verify, o.Write)
+	run := fmt.Sprintf("into=state groups=%s state=%s group_partitions=%d partitions=%s sequencer_group=%s verify=%t write=%t commit_offsets=%t",
+		l.GroupTopic, l.StateTopic, l.GroupPartitions, partitionList(parts, l.GroupPartitions), o.SequencerGroup, o.Verify, o.Write, o.CommitOffsets)
 	cp, resumed, err := loadCheckpoint(o.Checkpoint, run)
 	if err != nil {
 		return rep, err
@@ -146,10 +155,10 @@ func State(ctx context.Context, o StateOptions) (StateReport, error) {
 		fmt.Fprintf(o.Out, "resuming from checkpoint %s: %d of %d partitions done\n", o.Checkpoint, done, len(parts))
 	}
 
-	if r.starts, err = offsets("start", func() (kadm.ListedOffsets, error) { return adm.ListStartOffsets(ctx, l.GroupTopic) }, l.GroupTopic); err != nil {
+	if r.starts, err = logStarts(ctx, adm, l.GroupTopic); err != nil {
 		return rep, err
 	}
-	if err := r.checkTruncated(parts); err != nil {
+	if err := checkTruncated(&r.o.Common, l.GroupTopic, r.starts, parts, o.AllowTruncatedLog); err != nil {
 		return rep, err
 	}
 	if o.Write {
@@ -161,7 +170,7 @@ func State(ctx context.Context, o StateOptions) (StateReport, error) {
 	// The total for the progress meter: the committed offsets now.
 	var total int64
 	committed, _ := r.committed(ctx)
-	stable, _ := offsets("stable end", func() (kadm.ListedOffsets, error) { return adm.ListCommittedOffsets(ctx, l.GroupTopic) }, l.GroupTopic)
+	stable, _ := stableEnds(ctx, adm, l.GroupTopic)
 	for _, p := range parts {
 		if pc, ok := cp.has(p); ok && pc.Done {
 			continue
@@ -230,26 +239,6 @@ func State(ctx context.Context, o StateOptions) (StateReport, error) {
 	return rep, nil
 }
 
-func (r *stateRun) checkTruncated(parts []int32) error {
-	var bad []string
-	for _, p := range parts {
-		if s := r.starts[p]; s > 0 {
-			bad = append(bad, fmt.Sprintf("partition %d starts at offset %d", p, s))
-		}
-	}
-	if len(bad) == 0 {
-		return nil
-	}
-	msg := fmt.Sprintf("%s: %s (retention deleted its beginning): the state of groups whose records are gone cannot be rebuilt",
-		r.o.Layout.GroupTopic, strings.Join(bad, ", "))
-	if !r.o.AllowTruncatedLog {
-		return fmt.Errorf("replay: %w: %s; pass --allow-truncated-log to rebuild from what is left", ErrTruncatedLog, msg)
-	}
-	r.o.Log.Warn("rebuilding from a truncated group log", "detail", msg)
-	fmt.Fprintf(r.o.Out, "warning: %s; rebuilding from what is left (--allow-truncated-log)\n", msg)
-	return nil
-}
-
 // checkWritable refuses a write while sequencers run (they would
 // overwrite the state, and read it only when a partition is assigned) or
 // into a state topic that has records (unless Force).
@@ -271,7 +260,7 @@ func (r *stateRun) checkWritable(ctx context.Context, parts []int32) error {
 	if r.o.Force {
 		return nil
 	}
-	starts, err := offsets("start", func() (kadm.ListedOffsets, error) { return r.adm.ListStartOffsets(ctx, l.StateTopic) }, l.StateTopic)
+	starts, err := logStarts(ctx, r.adm, l.StateTopic)
 	if err != nil {
 		return err
 	}
@@ -331,7 +320,7 @@ func (r *stateRun) replayPoint(ctx context.Context, p int32) (int64, bool, error
 		return o, true, nil
 	}
 	l := r.o.Layout
-	stable, err := offsets("stable end", func() (kadm.ListedOffsets, error) { return r.adm.ListCommittedOffsets(ctx, l.GroupTopic) }, l.GroupTopic)
+	stable, err := stableEnds(ctx, r.adm, l.GroupTopic)
 	if err != nil {
 		return 0, false, err
 	}
@@ -340,22 +329,33 @@ func (r *stateRun) replayPoint(ctx context.Context, p int32) (int64, bool, error
 
 // rebuild is one partition's state being rebuilt.
 type rebuild struct {
-	st      *sequencer.State
-	keys    map[string][]byte
+	st   *sequencer.State
+	keys map[string][]byte
+	// times holds, per key, the log time (ms) of the record that last
+	// wrote it: a written key carries it as its record timestamp, as the
+	// sequencer's own write carried about the same time (the analytics
+	// sink times presence by it).
+	times   map[string]int64
 	records int
 	bad     int
 }
 
-// fold takes the state's writes into keys and returns the keys written.
-func (b *rebuild) fold() []string {
-	ws := b.st.TakeWrites()
-	touched := make([]string, len(ws))
-	for i, w := range ws {
+func newRebuild(l sequencer.Limits) *rebuild {
+	return &rebuild{st: sequencer.NewState(l), keys: map[string][]byte{}, times: map[string]int64{}}
+}
+
+// fold takes one record's writes into keys and returns the keys written.
+func (b *rebuild) fold(s logStep) []string {
+	touched := make([]string, len(s.Writes))
+	ms := s.Rec.Timestamp.UnixMilli()
+	for i, w := range s.Writes {
 		touched[i] = w.Key
 		if w.Value == nil {
 			delete(b.keys, w.Key)
+			delete(b.times, w.Key)
 		} else {
 			b.keys[w.Key] = w.Value
+			b.times[w.Key] = ms
 		}
 	}
 	return touched
@@ -389,49 +389,16 @@ func (d *diffSet) touch(keys []string) {
 }
 
 // apply runs the group log's partition p from from to end through the
-// state, as a sequencer does.
-func (r *stateRun) apply(ctx context.Context, b *rebuild, p int32, from, end int64) error {
-	return r.applyEach(ctx, b, p, from, end, nil)
-}
-
-// applyEach is apply; each, if set, hears the keys every applied record
-// changed (folded at once), and can stop the read there.
-func (r *stateRun) applyEach(ctx context.Context, b *rebuild, p int32, from, end int64, each func(offset int64, touched []string) bool) error {
-	rd, err := newReader(r.o.Kafka, r.o.Layout.GroupTopic, map[int32]span{p: {from, end}}, r.o.Log)
-	if err != nil {
-		return err
-	}
-	defer rd.Close()
-	for !rd.Done() {
-		recs, advanced, err := rd.Next(ctx)
-		if err != nil {
-			return err
-		}
-		r.o.Progress.Add(advanced)
-		for _, rec := range recs {
-			// What the sequencer skips, and counts as undecodable.
-			ev := new(pb.GroupEvent)
-			if err := proto.Unmarshal(rec.Value, ev); err != nil {
-				b.bad++
-				continue
-			}
-			if ev.GetGroup() != string(rec.Key) && ev.GetHeartbeat() == nil {
-				b.bad++
-				continue
-			}
-			b.st.Apply(ev)
-			b.records++
-			if each != nil {
-				if each(rec.Offset, b.fold()) {
-					return nil
-				}
-			} else if b.records%4096 == 0 {
-				b.fold() // tombstoned keys need not wait in memory
-			}
-		}
-	}
-	b.fold()
-	return nil
+// state, as a sequencer does; each, if set, hears the keys every applied
+// record changed (folded at once), and can stop the read there.
+func (r *stateRun) apply(ctx context.Context, b *rebuild, p int32, from, end int64, each func(offset int64, touched []string) bool) error {
+	n, err := runLog(ctx, &r.o.Common, r.o.Layout.GroupTopic, p, from, end, b.st, func(s logStep) (bool, error) {
+		touched := b.fold(s)
+		return each != nil && each(s.Rec.Offset, touched), nil
+	})
+	b.records += n.Applied
+	b.bad += n.Undecodable
+	return err
 }
 
 // readState reads partition p of the state topic as a sequencer restores
@@ -464,13 +431,14 @@ func (r *stateRun) partition(ctx context.Context, p int32) (StatePartition, erro
 	}
 	end = max(end, sp.LogStart)
 	sp.End, sp.Committed = end, committed
-	if o.Write && !committed && end > sp.LogStart {
+	if o.Write && !committed && end > sp.LogStart && !o.CommitOffsets {
 		return sp, fmt.Errorf("replay: %w of the sequencer group %s in %s/%d: sequencers resume where it points, and without one they read the log "+
-			"from its start and would apply it again on top of a written state; check sequencer.group_id (refusing --write)",
+			"from its start and would apply it again on top of a written state; check sequencer.group_id, or, for a new topic generation "+
+			"filled by --into groups, pass --commit-offsets (refusing --write)",
 			ErrNoCommittedOffset, o.SequencerGroup, o.Layout.GroupTopic, p)
 	}
-	b := &rebuild{st: sequencer.NewState(o.Limits), keys: map[string][]byte{}}
-	if err := r.apply(ctx, b, p, sp.LogStart, end); err != nil {
+	b := newRebuild(o.Limits)
+	if err := r.apply(ctx, b, p, sp.LogStart, end, nil); err != nil {
 		return sp, err
 	}
 	var (
@@ -504,7 +472,7 @@ func (r *stateRun) partition(ctx context.Context, p int32) (StatePartition, erro
 				moving = true
 				set := newDiffSet(topic, b.keys, diffs)
 				matched := int64(-1)
-				if err := r.applyEach(ctx, b, p, end, now, func(off int64, touched []string) bool {
+				if err := r.apply(ctx, b, p, end, now, func(off int64, touched []string) bool {
 					set.touch(touched)
 					if len(set.bad) == 0 {
 						matched = off + 1
@@ -536,7 +504,7 @@ func (r *stateRun) partition(ctx context.Context, p int32) (StatePartition, erro
 	sp.Records, sp.Undecodable, sp.Keys, sp.TopicKeys = b.records, b.bad, len(b.keys), len(topic)
 
 	if o.Write && len(diffs) > 0 {
-		if err := r.write(ctx, p, diffs); err != nil {
+		if err := r.write(ctx, p, diffs, b.times); err != nil {
 			return sp, err
 		}
 		m, x, d := countDiffs(diffs)
@@ -550,6 +518,12 @@ func (r *stateRun) partition(ctx context.Context, p int32) (StatePartition, erro
 			sp.TopicKeys = len(topic)
 			diffs = compare(p, topic, b.keys)
 		}
+	}
+	if o.Write && o.CommitOffsets && !committed {
+		if err := r.commitOffset(ctx, p, end); err != nil {
+			return sp, err
+		}
+		sp.OffsetCommitted = true
 	}
 	if o.Verify {
 		if moving && len(diffs) > 0 {
@@ -574,6 +548,9 @@ func (r *stateRun) partition(ctx context.Context, p int32) (StatePartition, erro
 		line += fmt.Sprintf(" (%d undecodable, skipped)", sp.Undecodable)
 	}
 	line += fmt.Sprintf(", %d keys rebuilt", sp.Keys)
+	if sp.OffsetCommitted {
+		line += fmt.Sprintf("; committed offset %d for %s", sp.End, o.SequencerGroup)
+	}
 	if o.Verify {
 		line += fmt.Sprintf("; %s has %d keys: ", o.Layout.StateTopic, sp.TopicKeys)
 		if sp.Differences() == 0 {
@@ -589,7 +566,7 @@ func (r *stateRun) partition(ctx context.Context, p int32) (StatePartition, erro
 // write produces what makes partition p of the state topic equal to the
 // rebuilt state: the rebuilt value of each missing or different key, a
 // tombstone for each extra one.
-func (r *stateRun) write(ctx context.Context, p int32, diffs []Diff) error {
+func (r *stateRun) write(ctx context.Context, p int32, diffs []Diff, times map[string]int64) error {
 	o := r.o
 	if !o.Force {
 		// A state topic that was empty at the start may have been
@@ -617,30 +594,45 @@ func (r *stateRun) write(ctx context.Context, p int32, diffs []Diff) error {
 		}
 		r.prod = cl
 	}
-	var (
-		mu    sync.Mutex
-		first error
-	)
+	batch := pipeline.NewProduceBatch(r.prod)
 	for _, d := range diffs {
 		rec := &kgo.Record{Topic: o.Layout.StateTopic, Partition: p, Key: []byte(d.Key)}
 		if d.Kind != Extra {
 			rec.Value = d.Rebuilt
+			rec.Timestamp = time.UnixMilli(times[d.Key])
 		}
-		r.prod.Produce(ctx, rec, func(_ *kgo.Record, err error) {
-			mu.Lock()
-			if err != nil && first == nil {
-				first = err
-			}
-			mu.Unlock()
-		})
+		batch.Produce(ctx, rec)
 	}
-	if err := r.prod.Flush(ctx); err != nil {
-		return fmt.Errorf("replay: write %s/%d: %w", o.Layout.StateTopic, p, err)
+	if err := batch.Wait(); err != nil {
+		return fmt.Errorf("replay: write %s/%d: %w (rerun with the same --checkpoint to finish)", o.Layout.StateTopic, p, err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if first != nil {
-		return fmt.Errorf("replay: write %s/%d: %w (rerun with the same --checkpoint to finish)", o.Layout.StateTopic, p, first)
+	return nil
+}
+
+// commitOffset commits the sequencer group's offset end in partition p
+// of the group log, once the partition's state is written: sequencers
+// resume there, after the rebuilt log.
+func (r *stateRun) commitOffset(ctx context.Context, p int32, end int64) error {
+	o := r.o
+	c, err := r.committed(ctx)
+	if err != nil {
+		return err
+	}
+	if at, ok := c[p]; ok {
+		// Someone else committed since the run looked: a sequencer
+		// that started owns what comes after, so leave it alone.
+		return fmt.Errorf("replay: the sequencer group %s committed offset %d in %s/%d during the run: did a sequencer start? (not committing %d)",
+			o.SequencerGroup, at, o.Layout.GroupTopic, p, end)
+	}
+	var os kadm.Offsets
+	os.Add(kadm.Offset{Topic: o.Layout.GroupTopic, Partition: p, At: end, LeaderEpoch: -1})
+	resp, err := r.adm.CommitOffsets(ctx, o.SequencerGroup, os)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("replay: commit offset %d of the sequencer group %s in %s/%d: %w (rerun with the same --checkpoint to finish)",
+			end, o.SequencerGroup, o.Layout.GroupTopic, p, err)
 	}
 	return nil
 }
