@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/causeway/causeway/pipeline"
@@ -103,10 +102,9 @@ type Rollup struct {
 	m     *metrics
 	opts  []kgo.Opt
 	sess  *kgo.GroupTransactSession
-	parts map[int32]*State // owned by Run
-	txn   *openTxn         // owned by Run; nil between transactions
-	mu    sync.Mutex
-	drop  map[int32]bool // partitions lost since the last batch
+	parts map[int32]*State         // owned by Run
+	txn   *openTxn                 // owned by Run; nil between transactions
+	lost  *pipeline.LostPartitions // written by the group client's callbacks
 }
 
 // New creates a rollup; it connects when Run starts.
@@ -121,30 +119,16 @@ func New(cfg Config) (*Rollup, error) {
 		cfg.CommitInterval = min(100*time.Millisecond, cfg.Limits.Window)
 	}
 	r := &Rollup{cfg: cfg, log: cfg.Logger.With("role", "rollup", "instance", cfg.InstanceID), m: newMetrics(cfg.Registerer),
-		parts: make(map[int32]*State), drop: make(map[int32]bool)}
-	onLose := func(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-		r.mu.Lock()
-		for _, p := range lost[cfg.Layout.StateTopic] {
-			r.drop[p] = true
-		}
-		r.mu.Unlock()
-	}
-	r.opts = append(cfg.Kafka.Opts(),
-		kgo.ConsumerGroup(cfg.GroupID),
-		kgo.ConsumeTopics(cfg.Layout.StateTopic),
-		kgo.TransactionalID("causeway-rollup-"+cfg.InstanceID),
-		kgo.TransactionTimeout(cfg.TransactionTimeout),
-		kgo.SessionTimeout(cfg.SessionTimeout),
-		kgo.HeartbeatInterval(cfg.SessionTimeout/6),
-		kgo.RebalanceTimeout(cfg.SessionTimeout*2),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerLinger(0),
-		kgo.FetchMaxWait(100*time.Millisecond),
-		kgo.OnPartitionsRevoked(onLose),
-		kgo.OnPartitionsLost(onLose),
-	)
+		parts: make(map[int32]*State), lost: pipeline.NewLostPartitions(cfg.Layout.StateTopic)}
+	r.opts = pipeline.TransactConfig{
+		Kafka:              cfg.Kafka,
+		GroupID:            cfg.GroupID,
+		Topic:              cfg.Layout.StateTopic,
+		TransactionalID:    "causeway-rollup-" + cfg.InstanceID,
+		SessionTimeout:     cfg.SessionTimeout,
+		TransactionTimeout: cfg.TransactionTimeout,
+		FetchMaxWait:       100 * time.Millisecond,
+	}.Opts(r.lost)
 	sess, err := kgo.NewGroupTransactSession(r.opts...)
 	if err != nil {
 		return nil, fmt.Errorf("create rollup client: %w", err)
@@ -260,12 +244,7 @@ type openTxn struct {
 }
 
 func (r *Rollup) begin() error {
-	r.mu.Lock()
-	for p := range r.drop {
-		delete(r.parts, p)
-	}
-	clear(r.drop)
-	r.mu.Unlock()
+	pipeline.Forget(r.lost, r.parts)
 	if err := r.sess.Begin(); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/causeway/causeway/pipeline"
@@ -124,9 +123,8 @@ type Sequencer struct {
 	m    *metrics
 	sess *kgo.GroupTransactSession
 
-	// mu guards drop, written by the group client's partition callbacks.
-	mu   sync.Mutex
-	drop map[int32]bool
+	// lost is written by the group client's partition callbacks.
+	lost *pipeline.LostPartitions
 
 	// parts is owned by Run.
 	parts map[int32]*State
@@ -146,32 +144,18 @@ func New(cfg Config) (*Sequencer, error) {
 		cfg:   cfg,
 		log:   cfg.Logger.With("role", "sequencer", "instance", cfg.InstanceID),
 		m:     newMetrics(cfg.Registerer),
-		drop:  make(map[int32]bool),
+		lost:  pipeline.NewLostPartitions(cfg.Layout.GroupTopic),
 		parts: make(map[int32]*State),
 	}
-	onLose := func(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-		s.mu.Lock()
-		for _, p := range lost[cfg.Layout.GroupTopic] {
-			s.drop[p] = true
-		}
-		s.mu.Unlock()
-	}
-	opts := append(cfg.Kafka.Opts(),
-		kgo.ConsumerGroup(cfg.GroupID),
-		kgo.ConsumeTopics(cfg.Layout.GroupTopic),
-		kgo.TransactionalID("causeway-sequencer-"+cfg.InstanceID),
-		kgo.TransactionTimeout(cfg.TransactionTimeout),
-		kgo.SessionTimeout(cfg.SessionTimeout),
-		kgo.HeartbeatInterval(cfg.SessionTimeout/6),
-		kgo.RebalanceTimeout(cfg.SessionTimeout*2),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerLinger(0),
-		kgo.FetchMaxWait(250*time.Millisecond),
-		kgo.OnPartitionsRevoked(onLose),
-		kgo.OnPartitionsLost(onLose),
-	)
+	opts := pipeline.TransactConfig{
+		Kafka:              cfg.Kafka,
+		GroupID:            cfg.GroupID,
+		Topic:              cfg.Layout.GroupTopic,
+		TransactionalID:    "causeway-sequencer-" + cfg.InstanceID,
+		SessionTimeout:     cfg.SessionTimeout,
+		TransactionTimeout: cfg.TransactionTimeout,
+		FetchMaxWait:       250 * time.Millisecond,
+	}.Opts(s.lost)
 	s.opts = opts
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
@@ -268,12 +252,7 @@ func (s *Sequencer) resetAll() {
 
 // process applies one batch in one transaction.
 func (s *Sequencer) process(ctx context.Context, fetches kgo.Fetches) error {
-	s.mu.Lock()
-	for p := range s.drop {
-		delete(s.parts, p)
-	}
-	clear(s.drop)
-	s.mu.Unlock()
+	pipeline.Forget(s.lost, s.parts)
 
 	if err := s.sess.Begin(); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
@@ -301,7 +280,7 @@ func (s *Sequencer) process(ctx context.Context, fetches kgo.Fetches) error {
 			}
 			if ev.GetGroup() != string(rec.Key) && ev.GetHeartbeat() == nil {
 				s.m.undecodable.WithLabelValues(rec.Topic).Inc()
-				s.log.Warn("skipping record whose key is not its group", "partition", rec.Partition, "offset", rec.Offset)
+				s.log.Warn("skipping record whose key is not its group", "partition", rec.Partition, "offset", rec.Offset, "request", ev.GetRequestId())
 				continue
 			}
 			out := st.Apply(&ev)
