@@ -214,7 +214,7 @@ func (h hijackTap) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // Buffer sizes of an upgraded connection (see hijackTap.Hijack).
 const (
 	hijackReadBuffer  = 512
-	hijackWriteBuffer = 2 << 10
+	hijackWriteBuffer = 1 << 10
 )
 
 // flushThenClose lets the writer send what is queued (such as the error
@@ -288,6 +288,7 @@ func (c *conn) writer() {
 			c.mu.Lock()
 			if len(c.queue) == 0 {
 				c.writerOn = false
+				c.queue = nil // the next writer's frames get a fresh slice
 				c.mu.Unlock()
 				return
 			}

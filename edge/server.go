@@ -571,7 +571,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		_ = ws.Close(CloseGoingAway, "going_away: edge draining; reconnect to another edge")
 		return
 	}
-	c.log = s.log.With("session", c.session)
+	c.log = connLogger(s.log, "session", c.session)
 	s.m.conns.Inc()
 	// The connection outlives this handler: net/http's goroutine, with
 	// the upgrade request and its buffers, ends here, and the reader runs
