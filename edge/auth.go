@@ -3,15 +3,19 @@ package edge
 import (
 	"crypto/ed25519"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -64,8 +68,14 @@ type VerifierConfig struct {
 	// PublicKeyFile is a PEM file of public keys ("PUBLIC KEY", "RSA
 	// PUBLIC KEY" or "CERTIFICATE" blocks; RSA of at least 2048 bits, or
 	// Ed25519). A block's "kid" header names its key; a key without one
-	// is tried for every token of its algorithm.
+	// is tried for every token of its algorithm. The file is read again
+	// when it changes (see PublicKeysCheck), so keys rotate without a
+	// restart.
 	PublicKeyFile string
+	// PublicKeysCheck is how often PublicKeyFile is looked at for changes
+	// (default DefaultPublicKeysCheck); a token naming an unknown kid
+	// looks at once, at most once a second.
+	PublicKeysCheck time.Duration
 	// JWKSURL is a JSON Web Key Set of RS256 and EdDSA keys, selected by
 	// the token's kid. It is fetched at start, again when older than
 	// JWKSRefresh, and at once when a token names an unknown kid (at
@@ -91,7 +101,7 @@ type Verifier struct {
 	cfg     VerifierConfig
 	parser  *jwt.Parser
 	methods map[string]bool // algorithms accepted
-	static  []publicKey     // from PublicKeyFile
+	pem     *pemKeys        // nil without PublicKeyFile
 	jwks    *jwksCache      // nil without JWKSURL
 }
 
@@ -126,14 +136,11 @@ func NewVerifierFrom(cfg VerifierConfig) (*Verifier, error) {
 		methods = append(methods, jwt.SigningMethodHS256.Alg())
 	}
 	if cfg.PublicKeyFile != "" {
-		b, err := os.ReadFile(cfg.PublicKeyFile)
+		p, err := newPEMKeys(cfg.PublicKeyFile, cfg.PublicKeysCheck, cfg.Logger)
 		if err != nil {
-			return nil, fmt.Errorf("auth.public_keys_file: %w", err)
+			return nil, err
 		}
-		v.static, err = parsePublicKeys(b)
-		if err != nil {
-			return nil, fmt.Errorf("auth.public_keys_file %s: %w", cfg.PublicKeyFile, err)
-		}
+		v.pem = p
 	}
 	if cfg.JWKSURL != "" {
 		j, err := newJWKSCache(cfg)
@@ -283,7 +290,7 @@ func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
 		kid = s
 	}
 	keys := v.candidates(alg, kid, false)
-	if len(keys) == 0 && v.jwks != nil {
+	if len(keys) == 0 && (v.jwks != nil || v.pem != nil) {
 		// A kid never seen: the issuer may have rotated its keys.
 		keys = v.candidates(alg, kid, true)
 	}
@@ -303,7 +310,13 @@ func (v *Verifier) candidates(alg, kid string, refetch bool) []jwt.VerificationK
 			}
 		}
 	}
-	add(v.static)
+	if v.pem != nil {
+		if refetch {
+			add(v.pem.recheck())
+		} else {
+			add(v.pem.current())
+		}
+	}
 	if v.jwks != nil {
 		if refetch {
 			add(v.jwks.refetch())
@@ -407,4 +420,117 @@ func mint(secret []byte, user string, groups []string, ttl time.Duration, now ti
 		return "", fmt.Errorf("sign token: %w", err)
 	}
 	return s, nil
+}
+
+// DefaultPublicKeysCheck is how often auth.public_keys_file is looked at.
+const DefaultPublicKeysCheck = 10 * time.Second
+
+const (
+	// pemMinRecheck bounds the reads caused by unknown kids: a flood of
+	// tokens with made-up kids reads the file at most once per this long.
+	pemMinRecheck = time.Second
+	// pemMaxBytes bounds the key file.
+	pemMaxBytes = 1 << 20
+)
+
+// pemKeys holds the keys of a PEM file and reads it again when it
+// changed: checked at most once per every, by the verification that finds
+// it due, and at once (at most once per pemMinRecheck) for a token naming
+// an unknown kid. A file that cannot be read or holds no valid key keeps
+// the previous keys in use: a half-written file must not lock everyone
+// out. Like jwksCache, it owns no goroutine.
+type pemKeys struct {
+	path  string
+	every time.Duration
+	log   *slog.Logger
+
+	keys atomic.Pointer[[]publicKey]
+
+	mu      sync.Mutex // one reader of the file at a time
+	sum     [sha256.Size]byte
+	checked time.Time
+	bad     [sha256.Size]byte // content last refused, so it is logged once
+}
+
+func newPEMKeys(path string, every time.Duration, log *slog.Logger) (*pemKeys, error) {
+	if every <= 0 {
+		every = DefaultPublicKeysCheck
+	}
+	p := &pemKeys{path: path, every: every, log: log}
+	b, err := readPEMFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("auth.public_keys_file: %w", err)
+	}
+	keys, err := parsePublicKeys(b)
+	if err != nil {
+		return nil, fmt.Errorf("auth.public_keys_file %s: %w", path, err)
+	}
+	p.keys.Store(&keys)
+	p.sum, p.checked = sha256.Sum256(b), time.Now()
+	return p, nil
+}
+
+func readPEMFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, pemMaxBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > pemMaxBytes {
+		return nil, fmt.Errorf("%s: over %d bytes", path, pemMaxBytes)
+	}
+	return b, nil
+}
+
+// current returns the keys, reading the file first when a check is due,
+// unless another verification is reading it (then the keys at hand serve).
+func (p *pemKeys) current() []publicKey {
+	if p.mu.TryLock() {
+		if time.Since(p.checked) >= p.every {
+			p.reloadLocked()
+		}
+		p.mu.Unlock()
+	}
+	return *p.keys.Load()
+}
+
+// recheck reads the file now, unless it was read within pemMinRecheck,
+// and returns the keys.
+func (p *pemKeys) recheck() []publicKey {
+	p.mu.Lock()
+	if time.Since(p.checked) >= min(pemMinRecheck, p.every) {
+		p.reloadLocked()
+	}
+	p.mu.Unlock()
+	return *p.keys.Load()
+}
+
+// reloadLocked reads the file and swaps in its keys if its content
+// changed and parses; the caller holds mu.
+func (p *pemKeys) reloadLocked() {
+	p.checked = time.Now()
+	b, err := readPEMFile(p.path)
+	if err != nil {
+		p.log.Warn("auth.public_keys_file unreadable; keeping the previous keys", "file", p.path, "err", err)
+		return
+	}
+	sum := sha256.Sum256(b)
+	if sum == p.sum {
+		return
+	}
+	keys, err := parsePublicKeys(b)
+	if err != nil {
+		if sum != p.bad {
+			p.bad = sum
+			p.log.Warn("auth.public_keys_file changed but holds no valid key set; keeping the previous keys", "file", p.path, "err", err)
+		}
+		return
+	}
+	p.keys.Store(&keys)
+	p.sum = sum
+	p.log.Info("auth.public_keys_file reloaded", "file", p.path, "keys", len(keys))
 }

@@ -445,3 +445,104 @@ func TestMintRoundTrip(t *testing.T) {
 		t.Fatal("minted for an invalid user")
 	}
 }
+
+// writeAtomic replaces the file at p the way a secret mount or a careful
+// operator does: a new file renamed over the old one.
+func writeAtomic(t testing.TB, p string, b []byte) {
+	t.Helper()
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// auth.public_keys_file is read again when it changes: a key added is
+// taken at once by the first token naming its kid, a key removed stops
+// working within the check interval, and a file that is broken or gone
+// keeps the keys that were good.
+func TestVerifierPEMReload(t *testing.T) {
+	t.Parallel()
+	k := testKeys()
+	const every = 300 * time.Millisecond
+	file := writeFile(t, pemPublic(t, &k.rsaA.PublicKey, "a"))
+	v := newVerifier(t, VerifierConfig{PublicKeyFile: file, PublicKeysCheck: every})
+	tokA := sign(t, jwt.SigningMethodRS256, k.rsaA, "a", claims())
+	tokB := sign(t, jwt.SigningMethodRS256, k.rsaB, "b", claims())
+	tokEd := sign(t, jwt.SigningMethodEdDSA, k.ed, "", claims())
+	wantAccepted(t, v, tokA)
+	wantRefused(t, v, tokB, authUnknownKey)
+
+	// Rotation, step 1: b is published next to a; its first token reads
+	// the file (after the minimum spacing since the last read).
+	writeAtomic(t, file, append(pemPublic(t, &k.rsaA.PublicKey, "a"), pemPublic(t, &k.rsaB.PublicKey, "b")...))
+	time.Sleep(every)
+	wantAccepted(t, v, tokB)
+	wantAccepted(t, v, tokA)
+
+	// Step 2: a is retired. Its tokens fail once the file is looked at
+	// again, without any unknown kid to prompt it.
+	writeAtomic(t, file, pemPublic(t, &k.rsaB.PublicKey, "b"))
+	deadline := time.Now().Add(5 * every)
+	for {
+		_, err := v.Verify(tokA)
+		if err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the removed key still verifies %s after the file changed", 5*every)
+		}
+		time.Sleep(every / 10)
+	}
+	wantRefused(t, v, tokA, authUnknownKey)
+	wantAccepted(t, v, tokB)
+
+	// A kid-less Ed25519 key rewritten in place (no rename) is found too.
+	if err := os.WriteFile(file, append(pemPublic(t, &k.rsaB.PublicKey, "b"), pemPublic(t, k.ed.Public(), "")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(every + 50*time.Millisecond)
+	wantAccepted(t, v, tokEd)
+
+	// Half-written, then gone: the last good keys stay.
+	writeAtomic(t, file, []byte("-----BEGIN PUBLIC KEY-----\nnot base64"))
+	time.Sleep(every + 50*time.Millisecond)
+	wantAccepted(t, v, tokB)
+	wantAccepted(t, v, tokEd)
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(every + 50*time.Millisecond)
+	wantAccepted(t, v, tokB)
+}
+
+// Tokens with made-up kids cannot make the verifier read the key file
+// more than once per pemMinRecheck.
+func TestVerifierPEMUnknownKidsBounded(t *testing.T) {
+	t.Parallel()
+	k := testKeys()
+	file := writeFile(t, pemPublic(t, &k.rsaA.PublicKey, "a"))
+	v := newVerifier(t, VerifierConfig{PublicKeyFile: file, PublicKeysCheck: time.Hour})
+	var checks []time.Time
+	last := v.pem.lastCheck()
+	start := time.Now()
+	for i := 0; time.Since(start) < 1500*time.Millisecond; i++ {
+		wantRefused(t, v, sign(t, jwt.SigningMethodRS256, k.rsaA, "made-up-"+itoa(i), claims()), authUnknownKey)
+		if c := v.pem.lastCheck(); !c.Equal(last) {
+			checks = append(checks, c)
+			last = c
+		}
+	}
+	if len(checks) == 0 || len(checks) > 2 {
+		t.Fatalf("%d reads of the key file in 1.5 s of unknown kids, want 1 or 2 (at most one per %s)", len(checks), pemMinRecheck)
+	}
+}
+
+// lastCheck is when the key file was last read.
+func (p *pemKeys) lastCheck() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.checked
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/causeway/causeway/edge/client"
 	"github.com/causeway/causeway/pipeline/devcluster"
 	"github.com/coder/websocket"
+	"golang.org/x/sync/errgroup"
 )
 
 // rawDial opens a WebSocket without saying hello.
@@ -248,6 +249,10 @@ func TestSlowConsumerDisconnected(t *testing.T) {
 		c.Edge.SlowConsumerAfter = 500 * time.Millisecond
 		c.Edge.MaxMessageBytes = 256 << 10
 		c.Edge.WriteTimeout = time.Second
+		// The publisher sends as fast as it can: the per-connection and
+		// per-user rate limits (tested elsewhere) would refuse the burst.
+		c.Edge.ConnFramesPerSec, c.Edge.ConnBytesPerSec = 0, 0
+		c.Edge.UserFramesPerSec, c.Edge.UserBytesPerSec = 0, 0
 	})
 	ctx := ctxT(t, 60*time.Second)
 	good := dial(t, cl.URL(0), "ann", "room-*")
@@ -280,15 +285,19 @@ func TestSlowConsumerDisconnected(t *testing.T) {
 	if err := sender.Join(ctx, "room-s"); err != nil {
 		t.Fatal(err)
 	}
+	// Sends are pipelined: the volume matters here, not the order, and a
+	// busy machine's round trips would otherwise set the test's pace.
 	done := make(chan error, 1)
 	go func() {
+		var g errgroup.Group
+		g.SetLimit(16)
 		for i := 0; i < n; i++ {
-			if _, err := sender.Send(ctx, "room-s", "p-"+itoa(i), payload); err != nil {
-				done <- err
-				return
-			}
+			g.Go(func() error {
+				_, err := sender.Send(ctx, "room-s", "p-"+itoa(i), payload)
+				return err
+			})
 		}
-		done <- nil
+		done <- g.Wait()
 	}()
 	msgs := collectMsgs(t, good, "room-s", n, 60*time.Second)
 	if err := <-done; err != nil {

@@ -67,6 +67,13 @@ type conn struct {
 	// the writer draining it since; zero when under.
 	overSince time.Time
 	closed    bool
+	// via: the groups whose requests this session writes to the user's
+	// own stream (GroupEvent.forward_to), because a join or leave it sent
+	// that way is not answered yet; the stream forwards in order, so a
+	// subscribe or send pipelined behind a join cannot overtake it. Each
+	// group lists its pending requests (protocol.go); push drops them as
+	// their answers go by.
+	via map[string][]pending
 	// writerOn: a writer goroutine is running (it ends when idle).
 	writerOn bool
 	notify   chan struct{}
@@ -118,6 +125,9 @@ func (c *conn) push(frame []byte) bool {
 	if c.closed {
 		c.mu.Unlock()
 		return false
+	}
+	if len(c.via) > 0 {
+		c.noteAnswerLocked(frame)
 	}
 	cfg := &c.srv.cfg
 	if len(c.queue) >= cfg.QueueFrames || c.queued+len(frame) > cfg.QueueBytes {
@@ -442,7 +452,7 @@ func (c *conn) limited(line []byte, limit string) bool {
 	}
 	c.sendErrorReason(id, CodeRateLimited, "over the "+strings.ReplaceAll(limit, "_", " ")+" rate limit: slow down", limit)
 	if cfg.MaxRateLimited > 0 && c.limitedN >= cfg.MaxRateLimited {
-		c.log.Info("closing: over a rate limit persistently", "limit", limit)
+		c.log.Info("closing: over a rate limit persistently", "limit", limit, "id", id)
 		c.abusive.Store(true)
 		c.flushThenClose(ClosePolicy, "rate limit: back off")
 		return false
@@ -558,7 +568,7 @@ func (c *conn) handle(line []byte, hello *time.Timer) bool {
 		if err != nil {
 			c.sendError(f.ID, CodeUnauthorized, "invalid token")
 			// The error names the check that failed, never the token.
-			c.log.Info("hello refused", "err", err)
+			c.log.Info("hello refused", "id", f.ID, "err", err)
 			c.flushThenClose(CloseUnauthorized, "invalid token")
 			return false
 		}
@@ -566,7 +576,7 @@ func (c *conn) handle(line []byte, hello *time.Timer) bool {
 		if !ok {
 			c.srv.m.limited.WithLabelValues(limitSessions).Inc()
 			c.sendErrorReason(f.ID, CodeRateLimited, "too many sessions of this user on this edge", limitSessions)
-			c.log.Info("hello refused: too many sessions", "user", id.User)
+			c.log.Info("hello refused: too many sessions", "id", f.ID, "user", id.User)
 			c.flushThenClose(ClosePolicy, "too many sessions")
 			return false
 		}
@@ -582,7 +592,7 @@ func (c *conn) handle(line []byte, hello *time.Timer) bool {
 		own := personalStream(id.User)
 		c.subs[own] = struct{}{}
 		_ = c.srv.produceEvent(c.ctx, own, c.session, id.User, "", &pb.GroupEvent{Kind: &pb.GroupEvent_Attach{Attach: &pb.Attach{Resume: f.Resume}}}, func(err error) {
-			c.log.Warn("attach to the personal stream failed; closing so the client retries", "err", err)
+			c.log.Warn("attach to the personal stream failed; closing so the client retries", "id", f.ID, "err", err)
 			go c.closeWith(CloseGoingAway, "going_away: could not register the session; reconnect")
 		})
 		return true
@@ -600,7 +610,7 @@ func (c *conn) handle(line []byte, hello *time.Timer) bool {
 		if err != nil {
 			// The session goes on under its current token until it
 			// expires; the client may try another.
-			c.log.Info("refresh refused", "err", err)
+			c.log.Info("refresh refused", "id", f.ID, "err", err)
 			c.sendError(f.ID, CodeUnauthorized, "refresh refused: invalid token, or one for another user; the session still ends at the current token's exp")
 			return c.strike()
 		}
@@ -622,13 +632,18 @@ func (c *conn) handle(line []byte, hello *time.Timer) bool {
 		sig := &pb.Signal{ToSession: f.ToSession, Call: f.Call, Kind: f.Kind, Payload: payload, TtlMs: cfg.SignalTTL.Milliseconds()}
 		to := f
 		to.Group = personalStream(f.To)
+		if cfg.checksReach() {
+			// Through the sender's own stream, which attaches the sender's
+			// groups for the callee's stream to check (reach).
+			to.Group, sig.To = personalStream(c.id.User), f.To
+		}
 		c.produce(&to, &pb.GroupEvent{Kind: &pb.GroupEvent_Signal{Signal: sig}})
 		if f.Kind == "answer" {
 			// The user's other sessions stop ringing.
 			own := personalStream(c.id.User)
 			_ = c.srv.produceEvent(c.ctx, own, c.session, c.id.User, "", &pb.GroupEvent{Kind: &pb.GroupEvent_Signal{Signal: &pb.Signal{
 				Call: f.Call, Kind: "answered_elsewhere", TtlMs: sig.TtlMs}}}, func(err error) {
-				c.log.Warn("answered_elsewhere not written", "err", err)
+				c.log.Warn("answered_elsewhere not written", "id", f.ID, "err", err)
 			})
 		}
 	case "presence":
@@ -646,14 +661,20 @@ func (c *conn) handle(line []byte, hello *time.Timer) bool {
 			c.subs[g] = struct{}{}
 			w := f
 			w.Group, w.ID = g, ""
-			c.produce(&w, &pb.GroupEvent{Kind: &pb.GroupEvent_PresenceWatch{PresenceWatch: &pb.PresenceWatch{}}})
+			pw := &pb.PresenceWatch{}
+			if cfg.checksReach() {
+				// Through the watcher's own stream (reach); the ID comes
+				// back only with a refusal, which names the user.
+				w.Group, w.ID, pw.To = personalStream(c.id.User), f.ID, u
+			}
+			c.produce(&w, &pb.GroupEvent{Kind: &pb.GroupEvent_PresenceWatch{PresenceWatch: pw}})
 		}
 		// Each user's state follows as a presence frame from its stream.
 		c.enqueue(marshalFrame(ackFrame{Type: "ack", ID: f.ID}))
 	case "typing":
-		c.produce(&f, &pb.GroupEvent{Kind: &pb.GroupEvent_Typing{Typing: &pb.Typing{}}})
+		c.produceGroup(&f, &pb.GroupEvent{Kind: &pb.GroupEvent_Typing{Typing: &pb.Typing{}}})
 	case "read":
-		c.produce(&f, &pb.GroupEvent{Kind: &pb.GroupEvent_Read{Read: &pb.Read{Seq: *f.Seq}}})
+		c.produceGroup(&f, &pb.GroupEvent{Kind: &pb.GroupEvent_Read{Read: &pb.Read{Seq: *f.Seq}}})
 	case "join":
 		if strings.HasPrefix(f.Group, "u:") {
 			c.sendError(f.ID, CodeForbidden, "groups starting with u: are personal streams")
@@ -663,9 +684,22 @@ func (c *conn) handle(line []byte, hello *time.Timer) bool {
 			c.sendError(f.ID, CodeForbidden, "the token does not allow joining "+f.Group)
 			return true
 		}
-		c.produce(&f, &pb.GroupEvent{Kind: &pb.GroupEvent_Join{Join: &pb.Join{}}})
+		// Joins and leaves go through the user's own stream, which counts
+		// the user's groups (sequencer.max_groups_per_user) and keeps the
+		// index reach is checked against, then on to the group.
+		c.awaitAnswer(f.Group, f.ID)
+		via := f
+		via.Group = personalStream(c.id.User)
+		c.produce(&via, &pb.GroupEvent{Kind: &pb.GroupEvent_Join{Join: &pb.Join{Group: f.Group}}})
 	case "leave":
-		c.produce(&f, &pb.GroupEvent{Kind: &pb.GroupEvent_Leave{Leave: &pb.Leave{}}})
+		if strings.HasPrefix(f.Group, "u:") {
+			c.sendError(f.ID, CodeForbidden, "groups starting with u: are personal streams")
+			return true
+		}
+		c.awaitAnswer(f.Group, f.ID)
+		via := f
+		via.Group = personalStream(c.id.User)
+		c.produce(&via, &pb.GroupEvent{Kind: &pb.GroupEvent_Leave{Leave: &pb.Leave{Group: f.Group}}})
 	case "subscribe":
 		if strings.HasPrefix(f.Group, "u:") {
 			c.sendError(f.ID, CodeForbidden, "personal streams are not subscribed to; use presence and signal")
@@ -679,17 +713,23 @@ func (c *conn) handle(line []byte, hello *time.Timer) bool {
 			a.Since, a.HasSince = *f.Since, true
 		}
 		c.subs[f.Group] = struct{}{}
-		c.produce(&f, &pb.GroupEvent{Kind: &pb.GroupEvent_Attach{Attach: a}})
+		c.produceGroup(&f, &pb.GroupEvent{Kind: &pb.GroupEvent_Attach{Attach: a}})
 	case "unsubscribe":
 		delete(c.subs, f.Group)
-		c.produce(&f, &pb.GroupEvent{Kind: &pb.GroupEvent_Detach{Detach: &pb.Detach{}}})
+		c.produceGroup(&f, &pb.GroupEvent{Kind: &pb.GroupEvent_Detach{Detach: &pb.Detach{}}})
 	case "send":
 		body, err := compactJSON(f.Body)
 		if err != nil {
 			c.sendError(f.ID, CodeBadRequest, "body is not valid JSON")
 			return c.strike()
 		}
-		c.produce(&f, &pb.GroupEvent{Kind: &pb.GroupEvent_Send{Send: &pb.Send{ClientMsgId: f.ClientMsgID, Body: body}}})
+		if max := cfg.MaxBodyBytes; max > 0 && len(body) > max {
+			// Well-formed, only too big: answered, not a strike.
+			c.srv.m.limited.WithLabelValues(limitBody).Inc()
+			c.sendErrorReason(f.ID, CodeTooLarge, "message body larger than edge.max_body_bytes ("+strconv.Itoa(max)+" bytes, compact JSON)", limitBody)
+			return true
+		}
+		c.produceGroup(&f, &pb.GroupEvent{Kind: &pb.GroupEvent_Send{Send: &pb.Send{ClientMsgId: f.ClientMsgID, Body: body}}})
 	default:
 		c.sendError(f.ID, CodeBadRequest, "frame type "+f.Type+" is not supported by this edge yet")
 	}
@@ -726,7 +766,7 @@ func (c *conn) produce(f *ClientFrame, ev *pb.GroupEvent) {
 	id := f.ID
 	err := c.srv.produceEvent(c.ctx, f.Group, c.session, c.id.User, id, ev, func(err error) {
 		c.sendError(id, CodeUnavailable, "could not write to the log; retry")
-		c.log.Warn("produce failed", "group", f.Group, "err", err)
+		c.log.Warn("produce failed", "id", id, "group", f.Group, "err", err)
 	})
 	if err != nil {
 		c.sendError(id, CodeInternal, "could not encode the request")
@@ -736,7 +776,16 @@ func (c *conn) produce(f *ClientFrame, ev *pb.GroupEvent) {
 // detachAll tells the sequencer this session is gone.
 func (c *conn) detachAll() {
 	for g := range c.subs {
-		_ = c.srv.produceEvent(context.Background(), g, c.session, c.id.User, "", &pb.GroupEvent{Kind: &pb.GroupEvent_Detach{Detach: &pb.Detach{}}}, func(error) {})
+		ev := &pb.GroupEvent{Kind: &pb.GroupEvent_Detach{Detach: &pb.Detach{}}}
+		key := g
+		own := personalStream(c.id.User)
+		if c.routedVia(g) || g != own && strings.HasPrefix(g, "u:") && c.srv.cfg.checksReach() {
+			// Behind what it undoes, which may still be on its way through
+			// the user's stream: a subscribe sent behind a join, or a
+			// presence watch (reach).
+			key, ev.ForwardTo = own, g
+		}
+		_ = c.srv.produceEvent(context.Background(), key, c.session, c.id.User, "", ev, func(error) {})
 	}
 }
 

@@ -63,7 +63,7 @@ func encodeReply(r *pb.Reply) []byte {
 	case *pb.Reply_Ack:
 		return marshalFrame(ackFrame{Type: "ack", ID: r.GetRequestId(), Group: k.Ack.GetGroup(), Seq: k.Ack.GetSeq()})
 	case *pb.Reply_Error:
-		return marshalFrame(errorFrame{Type: "error", ID: r.GetRequestId(), Code: k.Error.GetCode(), Message: k.Error.GetMessage(), Reason: k.Error.GetReason()})
+		return marshalFrame(errorFrame{Type: "error", ID: r.GetRequestId(), Code: k.Error.GetCode(), Message: k.Error.GetMessage(), Reason: k.Error.GetReason(), User: k.Error.GetUser()})
 	case *pb.Reply_Event:
 		return encodeEvent(k.Event)
 	case *pb.Reply_Subscribed:

@@ -139,6 +139,10 @@ func FuzzGroupEventDecode(f *testing.F) {
 		&pb.GroupEvent{Version: 1, Group: "g", Kind: &pb.GroupEvent_Attach{Attach: &pb.Attach{Since: 3, HasSince: true}}},
 		&pb.GroupEvent{Version: 1, Group: "g", Kind: &pb.GroupEvent_Send{Send: &pb.Send{ClientMsgId: "c", Body: []byte(`{"a":1}`)}}},
 		&pb.GroupEvent{Version: 1, Kind: &pb.GroupEvent_Heartbeat{Heartbeat: &pb.EdgeHeartbeat{IntervalMs: 3000, Slot: 2}}},
+		&pb.GroupEvent{Version: 1, Group: "u:u", User: "u", Kind: &pb.GroupEvent_Join{Join: &pb.Join{Group: "g"}}},
+		&pb.GroupEvent{Version: 1, Group: "u:u", User: "u", ForwardTo: "g", Kind: &pb.GroupEvent_Detach{Detach: &pb.Detach{}}},
+		&pb.GroupEvent{Version: 1, Group: "u:v", User: "u", Kind: &pb.GroupEvent_Signal{Signal: &pb.Signal{Call: "c", Kind: "offer", Reach: &pb.Reach{Groups: []string{"g"}}}}},
+		&pb.GroupEvent{Version: 1, Group: "u:u", User: "u", Kind: &pb.GroupEvent_MembershipIndex{MembershipIndex: &pb.MembershipIndex{Group: "g", Member: true, Seq: 1}}},
 	)
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -164,6 +168,7 @@ func FuzzDeliveryDecode(f *testing.F) {
 			{Session: "s", RequestId: "1", Kind: &pb.Reply_Ack{Ack: &pb.Ack{Group: "g", Seq: 3}}},
 			{Session: "s", RequestId: "2", Kind: &pb.Reply_Error{Error: &pb.Error{Code: "not_member", Message: "m"}}},
 			{Session: "s", RequestId: "3", Kind: &pb.Reply_Subscribed{Subscribed: &pb.Subscribed{Group: "g", Seq: 3, Recovered: true}}},
+			{Session: "s", RequestId: "4", Kind: &pb.Reply_Error{Error: &pb.Error{Code: "forbidden", Reason: "reach", User: "b", Message: "m"}}},
 		}},
 	)
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -111,3 +111,16 @@ func body(s string) string { return fmt.Sprintf("%q", s) }
 func mintAt(iat time.Time, ttl time.Duration) (string, error) {
 	return edge.Mint(testSecret, "late", []string{"room-*"}, ttl, iat)
 }
+
+// acquaint makes the users of cs members of group, so that the default
+// reach policy (shared_group) lets them signal each other and see each
+// other's presence. Their tokens must allow joining group.
+func acquaint(t *testing.T, group string, cs ...*client.Client) {
+	t.Helper()
+	ctx := ctxT(t, 10*time.Second)
+	for _, c := range cs {
+		if err := c.Join(ctx, group); err != nil {
+			t.Fatalf("%s join %s: %v", c.User(), group, err)
+		}
+	}
+}

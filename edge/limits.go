@@ -43,9 +43,11 @@ const (
 	limitUserBytes     = "user_bytes"
 	limitSessions      = "sessions"
 	limitSubscriptions = "subscriptions"
+	// limitBody is the reason of a too_large send body (edge.max_body_bytes).
+	limitBody = "body"
 )
 
-var limitReasons = []string{limitConnFrames, limitConnBytes, limitUserFrames, limitUserBytes, limitSessions, limitSubscriptions}
+var limitReasons = []string{limitConnFrames, limitConnBytes, limitUserFrames, limitUserBytes, limitSessions, limitSubscriptions, limitBody}
 
 // Reasons an upgrade is refused: label values of
 // causeway_edge_upgrades_refused_total.

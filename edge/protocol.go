@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	pb "github.com/causeway/causeway/schemas/causewaypb"
 )
 
 // Error codes of PROTOCOL.md, mapped here and nowhere else.
@@ -43,6 +45,98 @@ const (
 
 // Subprotocol is the WebSocket subprotocol of PROTOCOL.md v1.
 const Subprotocol = "causeway.v1"
+
+// Reach policies (edge.reach): whom a user may signal and whose presence
+// they may see.
+const (
+	// ReachSharedGroup: users sharing a group with them (and themselves).
+	// Signals and presence requests go through the requester's own
+	// stream, which attaches the requester's groups; the target's stream
+	// refuses with forbidden (reason reach) when none is shared.
+	ReachSharedGroup = "shared_group"
+	// ReachAny: any user ID; requests go straight to the target's stream.
+	ReachAny = "any"
+)
+
+// checksReach reports whether requests to other users are routed for the
+// reach check ("" is the default, shared_group).
+func (c *Config) checksReach() bool { return c.Reach != ReachAny }
+
+// maxVia bounds the groups a session has joins or leaves in flight for
+// (conn.via); beyond it, requests pipelined behind a join may overtake
+// it (and be answered not_member).
+const maxVia = 256
+
+// pending is a join or leave in flight, as the beginnings of the frames
+// that answer it: the sequencer's ack (which names the group) or an error
+// (the sequencer's, or the edge's own unavailable). Both nil: a request
+// without id, which no frame answers.
+type pending struct{ ack, err []byte }
+
+// awaitAnswer notes a join or leave of group, sent through the user's
+// stream with request id, whose answer the session's later requests for
+// the group must not overtake.
+func (c *conn) awaitAnswer(group, id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.via == nil {
+		c.via = make(map[string][]pending)
+	}
+	if _, ok := c.via[group]; !ok && len(c.via) >= maxVia {
+		return
+	}
+	var p pending
+	if id != "" {
+		q, _ := json.Marshal(id)
+		g, _ := json.Marshal(group)
+		p.ack = append(append(append([]byte(`{"type":"ack","id":`), q...), `,"group":`...), g...)
+		p.err = append(append([]byte(`{"type":"error","id":`), q...), ',')
+	}
+	c.via[group] = append(c.via[group], p)
+}
+
+// noteAnswerLocked drops the pending request a frame answers; the caller
+// holds c.mu.
+func (c *conn) noteAnswerLocked(frame []byte) {
+	if !bytes.HasPrefix(frame, []byte(`{"type":"ack","id":`)) && !bytes.HasPrefix(frame, []byte(`{"type":"error","id":`)) {
+		return
+	}
+	for g, ps := range c.via {
+		for i, p := range ps {
+			if p.ack == nil || !bytes.HasPrefix(frame, p.ack) && !bytes.HasPrefix(frame, p.err) {
+				continue
+			}
+			if ps = append(ps[:i], ps[i+1:]...); len(ps) == 0 {
+				delete(c.via, g)
+			} else {
+				c.via[g] = ps
+			}
+			return
+		}
+	}
+}
+
+// routedVia reports whether the session's requests for group go through
+// the user's stream for now.
+func (c *conn) routedVia(group string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.via[group]
+	return ok
+}
+
+// produceGroup writes a request for the frame's group: to the group, or,
+// while a join or leave of it is in flight, behind it through the user's
+// stream.
+func (c *conn) produceGroup(f *ClientFrame, ev *pb.GroupEvent) {
+	if !c.routedVia(f.Group) {
+		c.produce(f, ev)
+		return
+	}
+	via := *f
+	via.Group, ev.ForwardTo = personalStream(c.id.User), f.Group
+	c.produce(&via, ev)
+}
 
 // ClientFrame is one decoded client -> edge frame. Fields a type does not
 // use are ignored.
@@ -297,6 +391,9 @@ type errorFrame struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Reason  string `json:"reason,omitempty"`
+	// User is the user a refusal is about (a presence request's users
+	// are answered one by one).
+	User string `json:"user,omitempty"`
 }
 
 func encodeError(id, code, msg string) []byte {

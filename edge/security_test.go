@@ -290,12 +290,22 @@ func TestValidateProduction(t *testing.T) {
 		"bad proxy":          func(c *edge.Config) { c.TrustedProxies = []string{"10.0.0.0/33"} },
 		"half TLS":           func(c *edge.Config) { c.TLSCert = "cert.pem" },
 		"negative limit":     func(c *edge.Config) { c.ConnFramesPerSec = -1 },
+		"unknown reach":      func(c *edge.Config) { c.Reach = "friends" },
+		"negative body":      func(c *edge.Config) { c.MaxBodyBytes = -1 },
 	}
 	for name, f := range cases {
 		c := base
 		f(&c)
 		if err := c.ValidateProduction(); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+	// Both reach policies, and the zero value (shared_group), are valid.
+	for _, r := range []string{edge.ReachSharedGroup, edge.ReachAny, ""} {
+		c := base
+		c.Reach = r
+		if err := c.ValidateProduction(); err != nil {
+			t.Errorf("reach %q refused: %v", r, err)
 		}
 	}
 	// The dev cluster's permissions stay valid for Validate.

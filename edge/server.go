@@ -87,6 +87,14 @@ type Config struct {
 	TLSCert, TLSKey string
 	// MaxFrameBytes limits one client frame (too_large beyond it).
 	MaxFrameBytes int
+	// MaxBodyBytes limits a send's body, as compact JSON (too_large with
+	// reason body beyond it); 0: only the frame limit.
+	MaxBodyBytes int
+	// Reach says whom a user may signal and whose presence they may see:
+	// ReachSharedGroup (the default; also "") users sharing a group with
+	// them, checked by the sequencer against its membership index, or
+	// ReachAny, any user.
+	Reach string
 	// MaxMessageBytes limits one WebSocket message (close 1009 beyond).
 	MaxMessageBytes int
 	// QueueFrames and QueueBytes are the soft bounds of a connection's
@@ -130,6 +138,8 @@ func DefaultConfig() Config {
 		HTTPAddr:          "127.0.0.1:8080",
 		Layout:            pipeline.DefaultLayout(),
 		MaxFrameBytes:     64 << 10,
+		MaxBodyBytes:      32 << 10,
+		Reach:             ReachSharedGroup,
 		MaxMessageBytes:   256 << 10,
 		QueueFrames:       4096,
 		QueueBytes:        4 << 20,
@@ -179,6 +189,10 @@ func (c Config) Validate() error {
 		return errors.New("edge limits must not be negative (0 turns one off)")
 	case c.MaxFrameBytes < 1024:
 		return fmt.Errorf("edge.max_frame_bytes %d: must be at least 1024", c.MaxFrameBytes)
+	case c.MaxBodyBytes < 0:
+		return fmt.Errorf("edge.max_body_bytes %d: must not be negative (0: only edge.max_frame_bytes)", c.MaxBodyBytes)
+	case c.Reach != "" && c.Reach != ReachSharedGroup && c.Reach != ReachAny:
+		return fmt.Errorf("edge.reach %q: want %s or %s", c.Reach, ReachSharedGroup, ReachAny)
 	case c.MaxMessageBytes < c.MaxFrameBytes:
 		return fmt.Errorf("edge.max_message_bytes %d: must be at least edge.max_frame_bytes (%d)", c.MaxMessageBytes, c.MaxFrameBytes)
 	case c.QueueFrames < 16:

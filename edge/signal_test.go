@@ -77,8 +77,12 @@ func online(t *testing.T, watcher *client.Client, user string, sessions uint32) 
 func TestSignalOrderFanoutAndTargeting(t *testing.T) {
 	cl := startCluster(t, 3, nil)
 	ctx := ctxT(t, 60*time.Second)
-	alice := dial(t, cl.URL(0), "alice")
-	bobs := []*client.Client{dial(t, cl.URL(0), "bob"), dial(t, cl.URL(1), "bob"), dial(t, cl.URL(2), "bob")}
+	alice := dial(t, cl.URL(0), "alice", "call-*")
+	bobs := []*client.Client{dial(t, cl.URL(0), "bob", "call-*"), dial(t, cl.URL(1), "bob"), dial(t, cl.URL(2), "bob")}
+	// Carol shares the group with alice, then goes offline.
+	carol := dial(t, cl.URL(1), "carol", "call-*")
+	acquaint(t, "call-room", alice, bobs[0], carol)
+	_ = carol.Close()
 	online(t, alice, "bob", 3)
 
 	const ice = 1000
@@ -164,9 +168,10 @@ func TestSignalOrderFanoutAndTargeting(t *testing.T) {
 func TestSignalAnsweredElsewhereAndCancel(t *testing.T) {
 	cl := startCluster(t, 2, nil)
 	ctx := ctxT(t, 30*time.Second)
-	alice := dial(t, cl.URL(0), "alice")
-	phone := dial(t, cl.URL(0), "bob")
+	alice := dial(t, cl.URL(0), "alice", "call-*")
+	phone := dial(t, cl.URL(0), "bob", "call-*")
 	laptop := dial(t, cl.URL(1), "bob")
+	acquaint(t, "call-room", alice, phone)
 	online(t, alice, "bob", 2)
 
 	if err := alice.Signal(ctx, "bob", "", "c1", "offer", nil); err != nil {
@@ -207,8 +212,9 @@ func TestSignalAnsweredElsewhereAndCancel(t *testing.T) {
 func TestSignalResumeAndTTL(t *testing.T) {
 	cl := startCluster(t, 2, func(c *devcluster.Config) { c.Edge.SignalTTL = 3 * time.Second })
 	ctx := ctxT(t, 30*time.Second)
-	alice := dial(t, cl.URL(0), "alice")
-	bob := dial(t, cl.URL(1), "bob")
+	alice := dial(t, cl.URL(0), "alice", "call-*")
+	bob := dial(t, cl.URL(1), "bob", "call-*")
+	acquaint(t, "call-room", alice, bob)
 	online(t, alice, "bob", 1)
 	old := bob.Session()
 
@@ -271,8 +277,19 @@ func TestSignalResumeAndTTL(t *testing.T) {
 func TestPresenceCoalescedAndPrivate(t *testing.T) {
 	cl := startCluster(t, 2, nil)
 	ctx := ctxT(t, 30*time.Second)
-	alice := dial(t, cl.URL(0), "alice")
+	alice := dial(t, cl.URL(0), "alice", "call-*")
 	bystander := dial(t, cl.URL(1), "eve")
+	// Bob shares a group with alice but is offline when she asks: a probe
+	// in the group sees him go offline first.
+	probe := dial(t, cl.URL(1), "probe", "call-*")
+	first := dial(t, cl.URL(1), "bob", "call-*")
+	acquaint(t, "call-room", alice, first, probe)
+	_ = first.Close()
+	if err := probe.Presence(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	for f := next(t, probe, 10*time.Second, "presence"); f.Status != "offline"; f = next(t, probe, 10*time.Second, "presence") {
+	}
 	if err := alice.Presence(ctx, "bob"); err != nil {
 		t.Fatal(err)
 	}
@@ -382,11 +399,12 @@ func TestGroupPresenceAndTyping(t *testing.T) {
 func TestSignalManyCallers(t *testing.T) {
 	cl := startCluster(t, 2, nil)
 	ctx := ctxT(t, 30*time.Second)
-	bob := dial(t, cl.URL(1), "bob")
+	bob := dial(t, cl.URL(1), "bob", "call-*")
 	callers := make([]*client.Client, 5)
 	for i := range callers {
-		callers[i] = dial(t, cl.URL(i%2), "caller-"+strconv.Itoa(i))
+		callers[i] = dial(t, cl.URL(i%2), "caller-"+strconv.Itoa(i), "call-*")
 	}
+	acquaint(t, "call-room", append(callers, bob)...)
 	online(t, callers[0], "bob", 1)
 	var wg sync.WaitGroup
 	for i, c := range callers {

@@ -88,6 +88,24 @@ func records() []struct {
 		{"membership", &pb.Membership{Version: schemas.Version, JoinedSeq: 4}},
 		{"attachment", &pb.Attachment{Version: schemas.Version, Edge: "edge-a", User: "alice"}},
 		{"dedup", &pb.Dedup{Version: schemas.Version, Seq: 17, Clock: 679}},
+		// The membership index and reach (consumers/sequencer/reach.go).
+		{"groupevent_join_via_stream", ev(func(e *pb.GroupEvent) {
+			e.Group = "u:alice"
+			e.Kind = &pb.GroupEvent_Join{Join: &pb.Join{Group: "room-1"}}
+		})},
+		{"groupevent_forward_to", ev(func(e *pb.GroupEvent) {
+			e.Group, e.ForwardTo = "u:alice", "room-1"
+			e.Kind = &pb.GroupEvent_Attach{Attach: &pb.Attach{}}
+		})},
+		{"groupevent_signal_reach", ev(func(e *pb.GroupEvent) {
+			e.Group = "u:bob"
+			e.Kind = &pb.GroupEvent_Signal{Signal: &pb.Signal{Call: "c-1", Kind: "offer", TtlMs: 30000, Reach: &pb.Reach{Groups: []string{"room-1", "room-2"}}}}
+		})},
+		{"groupevent_membership_index", ev(func(e *pb.GroupEvent) {
+			e.Group, e.Edge, e.Session, e.RequestId = "u:alice", "", "", ""
+			e.Kind = &pb.GroupEvent_MembershipIndex{MembershipIndex: &pb.MembershipIndex{Group: "room-1", Member: true, Seq: 3}}
+		})},
+		{"indexentry", &pb.IndexEntry{Version: schemas.Version, JoinedSeq: 3, TsMs: 1_700_000_000_123}},
 	}
 }
 
@@ -332,7 +350,7 @@ func TestRecordsCarryVersion(t *testing.T) {
 	}
 	// The record set is the one PROTOCOL and the topics use; a new one must
 	// be added here on purpose (and carries version like the rest).
-	want := "GroupEvent Delivery GroupMeta Membership Attachment Dedup CallCounter Alias PresenceState RollupMember RollupMessage"
+	want := "GroupEvent Delivery GroupMeta Membership Attachment Dedup CallCounter Alias IndexEntry Watching WatcherGroups PresenceState RollupMember RollupMessage"
 	if got := strings.Join(recs, " "); got != want {
 		t.Errorf("record types (messages not embedded in another) = %q, want %q", got, want)
 	}

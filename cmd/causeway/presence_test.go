@@ -52,6 +52,13 @@ func TestEdgeKilledMidCall(t *testing.T) {
 	}
 	alice := dial(0, "alice", nil)
 	bob := dial(2, "bob", nil)
+	// The default reach policy: only users sharing a group ring and
+	// watch each other.
+	for _, cl := range []*client.Client{alice, bob} {
+		if err := cl.Join(ctx, "room-call"); err != nil {
+			t.Fatalf("join: %v", err)
+		}
+	}
 	if err := alice.Presence(ctx, "bob"); err != nil {
 		t.Fatal(err)
 	}

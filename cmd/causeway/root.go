@@ -102,6 +102,8 @@ func edgeConfig(c config.Config, id, addr string, log *slog.Logger) edge.Config 
 		TrustedProxies:    c.Edge.TrustedProxies,
 		IPLimitsExempt:    c.Edge.IPLimitsExempt,
 		MaxFrameBytes:     c.Edge.MaxFrameBytes,
+		MaxBodyBytes:      c.Edge.MaxBodyBytes,
+		Reach:             c.Edge.Reach,
 		MaxMessageBytes:   c.Edge.MaxMessageBytes,
 		QueueFrames:       c.Edge.QueueFrames,
 		QueueBytes:        c.Edge.QueueBytes,
@@ -153,6 +155,9 @@ func sequencerConfig(c config.Config, instance string, log *slog.Logger, reg pro
 			PresenceMaxGroup: c.Sequencer.PresenceMaxGroup,
 			TypingWindow:     c.Sequencer.TypingWindow,
 			TypingExpiry:     c.Sequencer.TypingExpiry,
+			// Joins over these are refused; see reach.go.
+			MaxGroupsPerUser:   c.Sequencer.MaxGroupsPerUser,
+			MaxMembersPerGroup: c.Sequencer.MaxMembersPerGroup,
 		},
 		MaxBatch:           c.Sequencer.MaxBatch,
 		SessionTimeout:     c.Sequencer.SessionTimeout,

@@ -320,7 +320,7 @@ func (r *faultRig) waitSequenced(d time.Duration) {
 					at = o.At
 				}
 				fmt.Fprintf(&b, " p%d %d/%d", e.Partition, at, e.Offset)
-				if at < e.Offset {
+				if at < e.Offset && r.unconsumed(e.Partition, at, e.Offset) {
 					done = false
 				}
 			})
@@ -336,6 +336,36 @@ func (r *faultRig) waitSequenced(d time.Duration) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// unconsumed reports whether group-log partition p holds, in [from, end),
+// a record the sequencer still has to apply. The sequencer's own forwarded
+// records are transactional, so a partition may end with a transaction
+// marker (or an aborted transaction), which a read_committed consumer
+// skips and never commits past: the committed offset stays below the end
+// with nothing left to do.
+func (r *faultRig) unconsumed(p int32, from, end int64) bool {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stable, err := r.adm.ListCommittedOffsets(ctx, r.layout.GroupTopic)
+	if err != nil {
+		return true
+	}
+	if lso, ok := stable.Lookup(r.layout.GroupTopic, p); !ok || lso.Offset < end {
+		return true // a transaction is still open: its records may count
+	}
+	cl, err := kgo.NewClient(append(r.kafka.Opts(), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.layout.GroupTopic: {p: kgo.NewOffset().At(from)}}))...)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer cl.Close()
+	pctx, pcancel := context.WithTimeout(ctx, time.Second)
+	defer pcancel()
+	found := false
+	cl.PollFetches(pctx).EachRecord(func(rec *kgo.Record) { found = found || rec.Offset < end })
+	return found
 }
 
 // writeSentinels appends a non-transactional sentinel to every delivery
@@ -548,7 +578,16 @@ func (r *faultRig) checkGroupLog(l faultLoad) {
 	last := map[string]int{} // group/sender -> index of the last message read
 	bad := 0
 	for len(left) > 0 && ctx.Err() == nil {
-		fs := cl.PollFetches(ctx)
+		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+		fs := cl.PollFetches(pctx)
+		pcancel()
+		if fs.NumRecords() == 0 && ctx.Err() == nil {
+			// The log is complete (everything was sequenced) and a
+			// partition may end with a transaction marker of the
+			// sequencer's forwarded records, which no record reaches:
+			// a quiet poll is the end.
+			clear(left)
+		}
 		fs.EachRecord(func(rec *kgo.Record) {
 			if rec.Offset >= left[rec.Partition]-1 {
 				delete(left, rec.Partition)
@@ -556,6 +595,9 @@ func (r *faultRig) checkGroupLog(l faultLoad) {
 			var e pb.GroupEvent
 			if err := proto.Unmarshal(rec.Value, &e); err != nil {
 				r.t.Fatalf("undecodable group event at %d/%d: %v", rec.Partition, rec.Offset, err)
+			}
+			if e.GetMembershipIndex() != nil {
+				return // the sequencer's own, transactional: checkIndexRecords
 			}
 			key := e.GetGroup() + "/" + e.GetUser() + "/" + e.GetRequestId()
 			count[key]++
@@ -588,6 +630,70 @@ func (r *faultRig) checkGroupLog(l faultLoad) {
 	}
 	if got, want := len(count), l.events(); got != want {
 		r.t.Errorf("group log: %d distinct records, want %d", got, want)
+	}
+}
+
+// checkIndexRecords asserts that the records the sequencer writes back
+// into the group log (the membership index of each joining user's
+// stream) are there exactly once for a read_committed reader, whatever
+// the faults aborted: one per join of the workload, each naming the seq
+// of its member event.
+func (r *faultRig) checkIndexRecords(l faultLoad) {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ends, err := r.adm.ListEndOffsets(ctx, r.layout.GroupTopic)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	parts := map[int32]kgo.Offset{}
+	ends.Each(func(e kadm.ListedOffset) {
+		if e.Offset > 0 {
+			parts[e.Partition] = kgo.NewOffset().AtStart()
+		}
+	})
+	cl, err := kgo.NewClient(append(r.kafka.Opts(), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.layout.GroupTopic: parts}))...)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer cl.Close()
+	got := map[string][]uint64{} // stream/group -> seqs
+	// Everything was sequenced and committed: the log no longer changes,
+	// and a quiet poll means it was read to its end (partitions may end
+	// with transaction markers, which no record reaches).
+	for ctx.Err() == nil {
+		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+		fs := cl.PollFetches(pctx)
+		pcancel()
+		if fs.NumRecords() == 0 {
+			break
+		}
+		fs.EachRecord(func(rec *kgo.Record) {
+			var e pb.GroupEvent
+			if proto.Unmarshal(rec.Value, &e) == nil {
+				if mi := e.GetMembershipIndex(); mi != nil {
+					k := e.GetGroup() + "/" + mi.GetGroup()
+					got[k] = append(got[k], mi.GetSeq())
+				}
+			}
+		})
+	}
+	if ctx.Err() != nil {
+		r.t.Fatalf("group log not read to its end (read_committed): %v", ctx.Err())
+	}
+	want := 0
+	for _, g := range l.groups {
+		for i, u := range append([]string{"watcher"}, l.senders...) {
+			want++
+			k := "u:" + u + "/" + g
+			if seqs := got[k]; len(seqs) != 1 || seqs[0] != uint64(i+1) {
+				r.t.Errorf("index records for %s: seqs %v, want exactly one, seq %d", k, seqs, i+1)
+			}
+		}
+	}
+	if len(got) != want {
+		r.t.Errorf("index records for %d (user, group) pairs, want %d", len(got), want)
 	}
 }
 
@@ -655,6 +761,7 @@ func (r *faultRig) verify(l faultLoad) (aborted int) {
 	r.writeSentinels()
 	committed := r.readDeliveries(kgo.ReadCommitted())
 	checkSequenced(r.t, l, committed)
+	r.checkIndexRecords(l)
 	uncommitted := r.readDeliveries(kgo.ReadUncommitted())
 	return uncommitted.eventRecords - committed.eventRecords
 }

@@ -50,6 +50,9 @@ func (c Config) Validate() error {
 	if err := c.Layout.Validate(); err != nil {
 		return err
 	}
+	if err := c.Limits.Validate(); err != nil {
+		return err
+	}
 	switch {
 	case c.GroupID == "":
 		return errors.New("sequencer.group_id must not be empty")
@@ -297,6 +300,17 @@ func (s *Sequencer) process(ctx context.Context, fetches kgo.Fetches) error {
 					Key:       []byte(d.GetEdge()),
 					Value:     v,
 				})
+			}
+			// Requests forwarded between partitions (the membership
+			// index, reach checks) go back into the group log in this
+			// same transaction.
+			fwd, err := out.ForwardRecords(s.cfg.Layout)
+			if err != nil {
+				restoreErr = err
+				return
+			}
+			for _, r := range fwd {
+				produce(r)
 			}
 		}
 		for _, w := range st.TakeWrites() {

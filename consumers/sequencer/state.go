@@ -45,7 +45,8 @@ func splitKey(k string) (group, kind, sub string, ok bool) {
 	case len(parts) == 2 && parts[1] == kindPresence:
 		return parts[0], parts[1], "", true
 	case len(parts) == 3 && (parts[1] == kindMember || parts[1] == kindAttach || parts[1] == kindDedup || parts[1] == kindHist ||
-		parts[1] == kindWatcher || parts[1] == kindCounter || parts[1] == kindSignal || parts[1] == kindAlias):
+		parts[1] == kindWatcher || parts[1] == kindCounter || parts[1] == kindSignal || parts[1] == kindAlias ||
+		parts[1] == kindIndex || parts[1] == kindWatching || parts[1] == kindWatcherGroups):
 		return parts[0], parts[1], parts[2], true
 	}
 	return "", "", "", false
@@ -53,13 +54,19 @@ func splitKey(k string) (group, kind, sub string, ok bool) {
 
 // Error codes sent to clients (PROTOCOL.md).
 const (
-	codeNotMember  = "not_member"
-	codeBadRequest = "bad_request"
+	codeNotMember   = "not_member"
+	codeBadRequest  = "bad_request"
+	codeRateLimited = "rate_limited"
+	// Reasons of rate_limited for the limits decided here.
+	reasonGroups  = "groups"
+	reasonMembers = "members"
 )
 
 type attachment struct {
 	edge, user, incarnation string
 	presence                bool
+	// reach: a presence watcher admitted by the shared_group policy.
+	reach bool
 }
 
 type readMark struct {
@@ -77,6 +84,10 @@ type group struct {
 	seq        uint64
 	dedupClock uint64
 	members    map[string]uint64 // user -> seq of the join
+	// unindexed holds members whose personal stream was never told of
+	// the membership (joined before the index existed): the next attach
+	// tells it.
+	unindexed map[string]struct{}
 	// reads holds members' read watermarks (absent: nothing read).
 	reads       map[string]readMark
 	attachments map[string]attachment
@@ -101,6 +112,7 @@ func newGroup(id string) *group {
 	return &group{
 		id:          id,
 		members:     make(map[string]uint64),
+		unindexed:   make(map[string]struct{}),
 		reads:       make(map[string]readMark),
 		attachments: make(map[string]attachment),
 		dedup:       make(map[string]dedupEntry),
@@ -151,14 +163,39 @@ type Limits struct {
 	// TypingWindow: at most one typing push per group per window;
 	// TypingExpiry: a typer is dropped this long after their last frame.
 	TypingWindow, TypingExpiry time.Duration
+	// MaxGroupsPerUser bounds the groups a user belongs to, counted by
+	// the user's stream (joins written there; see reach.go), and
+	// MaxMembersPerGroup the members of a group; 0: no limit. A join over
+	// either is refused with rate_limited and changes nothing.
+	MaxGroupsPerUser   int
+	MaxMembersPerGroup int
 }
 
 // DefaultLimits are the documented defaults.
 func DefaultLimits() Limits {
 	return Limits{DedupWindow: 1000, HistoryCount: 1000, HistoryAge: 24 * time.Hour, HistoryBytes: 1 << 20, EdgeTimeout: 15 * time.Second,
 		SignalTTL: 30 * time.Second, SignalBuffer: 256, CallIdle: time.Hour,
-		PresenceWindow: time.Second, PresenceMaxGroup: 100, TypingWindow: 500 * time.Millisecond, TypingExpiry: 5 * time.Second}
+		PresenceWindow: time.Second, PresenceMaxGroup: 100, TypingWindow: 500 * time.Millisecond, TypingExpiry: 5 * time.Second,
+		MaxGroupsPerUser: 1000, MaxMembersPerGroup: 10000}
 }
+
+// Validate reports the first invalid limit of those the sequencer's
+// Config.Validate does not check.
+func (l Limits) Validate() error {
+	switch {
+	case l.MaxGroupsPerUser < 0 || l.MaxGroupsPerUser > maxGroupsPerUserCap:
+		return fmt.Errorf("sequencer.max_groups_per_user %d: must be between 0 (no limit) and %d", l.MaxGroupsPerUser, maxGroupsPerUserCap)
+	case l.MaxMembersPerGroup < 0:
+		return fmt.Errorf("sequencer.max_members_per_group %d: must not be negative (0: no limit)", l.MaxMembersPerGroup)
+	}
+	return nil
+}
+
+// maxGroupsPerUserCap bounds sequencer.max_groups_per_user: a user's group
+// IDs travel with every request their stream forwards under the
+// shared_group reach policy (128 bytes each at most), and must stay well
+// inside one Kafka record.
+const maxGroupsPerUserCap = 4000
 
 // edgeLiveness is what a partition knows of one edge from its heartbeats.
 type edgeLiveness struct {
@@ -277,6 +314,7 @@ func (s *State) Restore(key string, value []byte) bool {
 		case kindMember:
 			delete(g.members, sub)
 			delete(g.reads, sub)
+			delete(g.unindexed, sub)
 		case kindAttach:
 			delete(g.attachments, sub)
 		case kindDedup:
@@ -299,6 +337,12 @@ func (s *State) Restore(key string, value []byte) bool {
 			}
 		case kindPresence:
 			g.str().pres = nil
+		case kindIndex:
+			delete(g.str().groups, sub)
+		case kindWatching:
+			delete(g.str().watching, sub)
+		case kindWatcherGroups:
+			delete(g.str().reachOf, sub)
 		}
 		return true
 	}
@@ -315,6 +359,11 @@ func (s *State) Restore(key string, value []byte) bool {
 			return false
 		}
 		g.members[sub] = m.GetJoinedSeq()
+		if m.GetIndexed() {
+			delete(g.unindexed, sub)
+		} else {
+			g.unindexed[sub] = struct{}{}
+		}
 		if m.GetReadSeq() > 0 {
 			g.reads[sub] = readMark{seq: m.GetReadSeq(), ts: m.GetReadTsMs()}
 		} else {
@@ -331,7 +380,25 @@ func (s *State) Restore(key string, value []byte) bool {
 		if proto.Unmarshal(value, &m) != nil {
 			return false
 		}
-		g.str().watchers[sub] = attachment{edge: m.GetEdge(), user: m.GetUser(), incarnation: m.GetIncarnation()}
+		g.str().watchers[sub] = attachment{edge: m.GetEdge(), user: m.GetUser(), incarnation: m.GetIncarnation(), reach: m.GetReach()}
+	case kindIndex:
+		var m pb.IndexEntry
+		if proto.Unmarshal(value, &m) != nil {
+			return false
+		}
+		g.str().groups[sub] = &m
+	case kindWatching:
+		var m pb.Watching
+		if proto.Unmarshal(value, &m) != nil {
+			return false
+		}
+		g.str().watching[sub] = struct{}{}
+	case kindWatcherGroups:
+		var m pb.WatcherGroups
+		if proto.Unmarshal(value, &m) != nil {
+			return false
+		}
+		g.str().reachOf[sub] = groupSet(m.GetGroups())
 	case kindCounter:
 		var m pb.CallCounter
 		if proto.Unmarshal(value, &m) != nil {
@@ -422,9 +489,13 @@ func (s *State) FinishRestore() {
 }
 
 // Output is what one group-log record produces: deliveries, at most one per
-// edge.
+// edge, and records for the group log itself (Records: requests forwarded
+// from a user's stream to a group or another user's stream, and the
+// membership index), which the caller writes in the same transaction,
+// keyed and partitioned by their Group, so they are applied exactly once.
 type Output struct {
 	Deliveries []*pb.Delivery
+	Records    []*pb.GroupEvent
 }
 
 // maxDeliveryBytes bounds one delivery record (a history replay is split
@@ -434,10 +505,11 @@ const maxDeliveryBytes = 256 << 10
 // builder gathers the deliveries of one Apply, one per edge, or more when
 // a history replay is large.
 type builder struct {
-	group  string
-	byEdge map[string]*pb.Delivery
-	size   map[string]int
-	order  []*pb.Delivery
+	group   string
+	byEdge  map[string]*pb.Delivery
+	size    map[string]int
+	order   []*pb.Delivery
+	records []*pb.GroupEvent
 }
 
 func (b *builder) to(edge string) *pb.Delivery {
@@ -497,7 +569,13 @@ func (b *builder) fail(r *pb.GroupEvent, code, msg string) {
 }
 
 func (b *builder) out() Output {
-	return Output{Deliveries: b.order}
+	return Output{Deliveries: b.order, Records: b.records}
+}
+
+// forward adds a record for the group log.
+func (b *builder) forward(ev *pb.GroupEvent) {
+	ev.Version = schemas.Version
+	b.records = append(b.records, ev)
 }
 
 // Apply sequences one record of the group log. Records that are not
@@ -588,15 +666,27 @@ func (s *State) join(b *builder, r *pb.GroupEvent) {
 		return
 	}
 	g := s.group(r.GetGroup())
-	if _, ok := g.members[r.GetUser()]; ok {
-		// Joining twice is a no-op, so a retried join is harmless.
+	user := r.GetUser()
+	if seq, ok := g.members[user]; ok {
+		// Joining twice is a no-op, so a retried join is harmless. The
+		// user's stream is told again: that answers a join it admitted,
+		// and indexes a membership older than the index.
 		b.ack(r, 0)
+		s.indexed(b, g, user, r.GetTsMs(), true, seq)
+		return
+	}
+	if m := s.limits.MaxMembersPerGroup; m > 0 && len(g.members) >= m {
+		b.failReason(r, codeRateLimited, reasonMembers, fmt.Sprintf("%s has %d members, the limit (sequencer.max_members_per_group)", g.id, len(g.members)))
+		// The stream that admitted the join frees its place.
+		b.index(user, g.id, r.GetTsMs(), false, 0)
 		return
 	}
 	ev := s.next(g, r)
-	ev.Kind = &pb.Event_Member{Member: &pb.Member{User: r.GetUser(), Change: pb.Member_JOINED}}
-	g.members[r.GetUser()] = ev.Seq
-	s.put(stateKey(g.id, kindMember, r.GetUser()), &pb.Membership{Version: schemas.Version, JoinedSeq: ev.Seq})
+	ev.Kind = &pb.Event_Member{Member: &pb.Member{User: user, Change: pb.Member_JOINED}}
+	g.members[user] = ev.Seq
+	delete(g.unindexed, user)
+	s.saveMember(g, user)
+	b.index(user, g.id, r.GetTsMs(), true, ev.Seq)
 	s.remember(g, ev)
 	b.event(ev, g.recipients())
 	b.ack(r, ev.Seq)
@@ -621,7 +711,9 @@ func (s *State) leave(b *builder, r *pb.GroupEvent) {
 	b.ack(r, ev.Seq)
 	delete(g.members, r.GetUser())
 	delete(g.reads, r.GetUser())
+	delete(g.unindexed, r.GetUser())
 	s.del(stateKey(g.id, kindMember, r.GetUser()))
+	b.index(r.GetUser(), g.id, r.GetTsMs(), false, 0)
 	for sess, a := range g.attachments {
 		if a.user == r.GetUser() {
 			delete(g.attachments, sess)
@@ -641,10 +733,12 @@ func (s *State) attach(b *builder, r *pb.GroupEvent, a *pb.Attach) {
 		b.fail(r, codeNotMember, "not a member of "+r.GetGroup())
 		return
 	}
-	if _, ok := g.members[r.GetUser()]; !ok {
+	seq, ok := g.members[r.GetUser()]
+	if !ok {
 		b.fail(r, codeNotMember, "not a member of "+r.GetGroup())
 		return
 	}
+	s.indexed(b, g, r.GetUser(), r.GetTsMs(), false, seq)
 	want := attachment{edge: r.GetEdge(), user: r.GetUser(), incarnation: r.GetIncarnation(), presence: a.GetPresence()}
 	cur, had := g.attachments[r.GetSession()]
 	if !had || cur != want {
@@ -784,12 +878,12 @@ func (s *State) expire(b *builder, edge, keep string) map[string][]string {
 		if st := g.stream; st != nil {
 			for sess, w := range st.watchers {
 				if w.edge == edge && w.incarnation != keep {
-					delete(st.watchers, sess)
-					s.del(stateKey(g.id, kindWatcher, sess))
+					s.dropWatcher(g, sess)
 				}
 			}
 			if len(users) > 0 {
 				s.presenceChanged(b, g)
+				s.forgetWatching(g)
 			}
 			continue
 		}
@@ -868,8 +962,7 @@ func (s *State) read(b *builder, r *pb.GroupEvent, m *pb.Read) {
 		b.fail(r, codeNotMember, "not a member of "+r.GetGroup())
 		return
 	}
-	joined, ok := g.members[r.GetUser()]
-	if !ok {
+	if _, ok := g.members[r.GetUser()]; !ok {
 		b.fail(r, codeNotMember, "not a member of "+r.GetGroup())
 		return
 	}
@@ -882,7 +975,7 @@ func (s *State) read(b *builder, r *pb.GroupEvent, m *pb.Read) {
 		return
 	}
 	g.reads[r.GetUser()] = readMark{seq: m.GetSeq(), ts: r.GetTsMs()}
-	s.put(stateKey(g.id, kindMember, r.GetUser()), &pb.Membership{Version: schemas.Version, JoinedSeq: joined, ReadSeq: m.GetSeq(), ReadTsMs: r.GetTsMs()})
+	s.saveMember(g, r.GetUser())
 	others := map[string][]string{}
 	for sess, a := range g.attachments {
 		if a.user == r.GetUser() && sess != r.GetSession() {

@@ -62,6 +62,13 @@ type stream struct {
 	// (after a failover one extra update may be pushed).
 	emitted  pb.PresenceState
 	lastEmit int64
+
+	// The membership index and reach (reach.go): the user's groups and
+	// pending joins; the users this user watches under the shared_group
+	// policy; and the groups of the users watching this one.
+	groups   map[string]*pb.IndexEntry
+	watching map[string]struct{}
+	reachOf  map[string]map[string]struct{}
 }
 
 // ephemeral is the coalescing state of a group's presence and typing; it
@@ -81,6 +88,9 @@ func (g *group) str() *stream {
 			watchers: make(map[string]attachment),
 			counters: make(map[string]*pb.CallCounter),
 			aliases:  make(map[string]*pb.Alias),
+			groups:   make(map[string]*pb.IndexEntry),
+			watching: make(map[string]struct{}),
+			reachOf:  make(map[string]map[string]struct{}),
 		}
 	}
 	return g.stream
@@ -114,17 +124,39 @@ func (b *builder) failReason(r *pb.GroupEvent, code, reason, msg string) {
 
 // applyStream handles a record of a personal stream.
 func (s *State) applyStream(b *builder, r *pb.GroupEvent) {
+	if r.GetForwardTo() != "" {
+		s.forwardRequest(b, s.group(r.GetGroup()), r)
+		return
+	}
 	switch k := r.GetKind().(type) {
 	case *pb.GroupEvent_Attach:
 		s.streamAttach(b, r, k.Attach)
 	case *pb.GroupEvent_Detach:
 		s.streamDetach(b, r)
 	case *pb.GroupEvent_Signal:
+		if k.Signal.GetTo() != "" {
+			s.forwardSignal(b, s.group(r.GetGroup()), r, k.Signal)
+			return
+		}
 		s.signal(b, r, k.Signal)
 	case *pb.GroupEvent_PresenceWatch:
-		s.watch(b, r)
+		if k.PresenceWatch.GetTo() != "" {
+			s.forwardWatch(b, s.group(r.GetGroup()), r, k.PresenceWatch)
+			return
+		}
+		s.watch(b, r, k.PresenceWatch)
+	case *pb.GroupEvent_Join:
+		s.streamJoin(b, s.group(r.GetGroup()), r, k.Join)
+	case *pb.GroupEvent_Leave:
+		s.streamLeave(b, s.group(r.GetGroup()), r, k.Leave)
+	case *pb.GroupEvent_MembershipIndex:
+		s.membershipIndex(b, s.group(r.GetGroup()), r, k.MembershipIndex)
+	case *pb.GroupEvent_ReachChange:
+		if g := s.groups[r.GetGroup()]; g != nil {
+			s.reachChange(b, g, r, k.ReachChange)
+		}
 	default:
-		b.fail(r, codeBadRequest, "personal streams take only signal and presence")
+		b.fail(r, codeBadRequest, "personal streams take only signal, presence, join and leave")
 	}
 }
 
@@ -220,12 +252,10 @@ func (s *State) streamDetach(b *builder, r *pb.GroupEvent) {
 				s.put(stateKey(g.id, kindAlias, sess), al)
 				s.signalStreams[g.id] = struct{}{}
 			}
+			s.forgetWatching(g)
 		}
-		if st := g.stream; st != nil {
-			if _, ok := st.watchers[sess]; ok {
-				delete(st.watchers, sess)
-				s.del(stateKey(g.id, kindWatcher, sess))
-			}
+		if g.stream != nil {
+			s.dropWatcher(g, sess)
 		}
 	}
 	if r.GetRequestId() != "" {
@@ -245,6 +275,14 @@ func (s *State) signal(b *builder, r *pb.GroupEvent, sig *pb.Signal) {
 	if r.GetTsMs()+ttl < s.now {
 		// The log is behind (a failover): a stale offer must never ring.
 		b.failReason(r, codeUnavailable, reasonExpired, "signal expired before it could be delivered")
+		return
+	}
+	if rc := sig.GetReach(); rc != nil && !s.reachable(r.GetGroup(), r.GetUser(), rc) {
+		// Checked before anything that depends on the callee's sessions,
+		// and before any state is made for them: the refusal says nothing
+		// of whether the user exists or is online, and probing made-up
+		// users costs no memory.
+		b.failReason(r, codeForbidden, reasonReach, "may not signal "+strings.TrimPrefix(r.GetGroup(), StreamPrefix)+": no group in common")
 		return
 	}
 	g := s.group(r.GetGroup())
@@ -364,21 +402,49 @@ func (s *State) sweepStream(g *group) {
 	}
 }
 
-func (s *State) watch(b *builder, r *pb.GroupEvent) {
+func (s *State) watch(b *builder, r *pb.GroupEvent, pw *pb.PresenceWatch) {
 	if r.GetSession() == "" || r.GetEdge() == "" {
 		b.fail(r, codeBadRequest, "presence watch without a session")
 		return
 	}
+	rc := pw.GetReach()
+	if rc != nil && !s.reachable(r.GetGroup(), r.GetUser(), rc) {
+		// The edge acked the presence request already: the refusal
+		// carries its ID and names the user.
+		target := strings.TrimPrefix(r.GetGroup(), StreamPrefix)
+		b.reply(r, &pb.Reply{Kind: &pb.Reply_Error{Error: &pb.Error{Code: codeForbidden, Reason: reasonReach, User: target,
+			Message: "may not see the presence of " + target + ": no group in common"}}})
+		return
+	}
 	g := s.group(r.GetGroup())
 	st := g.str()
-	w := attachment{edge: r.GetEdge(), user: r.GetUser(), incarnation: r.GetIncarnation()}
+	checked := rc != nil && r.GetUser() != st.user
+	if checked {
+		groups := groupSet(rc.GetGroups())
+		// What the watcher's stream sent is the latest: it forwarded this
+		// watch after every ReachChange it wrote here before.
+		st.reachOf[r.GetUser()] = groups
+		s.put(stateKey(g.id, kindWatcherGroups, r.GetUser()), &pb.WatcherGroups{Version: schemas.Version, Groups: sortedSet(groups)})
+	}
+	w := attachment{edge: r.GetEdge(), user: r.GetUser(), incarnation: r.GetIncarnation(), reach: checked}
 	if cur, ok := st.watchers[r.GetSession()]; !ok || cur != w {
 		st.watchers[r.GetSession()] = w
-		s.put(stateKey(g.id, kindWatcher, r.GetSession()), &pb.Attachment{Version: schemas.Version, Edge: w.edge, User: w.user, Incarnation: w.incarnation})
+		s.put(stateKey(g.id, kindWatcher, r.GetSession()), &pb.Attachment{Version: schemas.Version, Edge: w.edge, User: w.user, Incarnation: w.incarnation, Reach: w.reach})
 	}
 	s.seeEdge(w)
-	b.ephemeralTo(g.id, &pb.Ephemeral{Kind: &pb.Ephemeral_Presence{Presence: s.userPresence(g)}}, map[string][]string{w.edge: {r.GetSession()}})
-	if r.GetRequestId() != "" {
+	snap := s.userPresence(g)
+	if snap.GetStatus() != st.emitted.GetStatus() || snap.GetSessions() != st.emitted.GetSessions() {
+		// The snapshot is newer than what was last pushed (a change held
+		// back by the window). Coalescing compares with what was pushed:
+		// a change back to that state before the window closes would
+		// push nothing, leaving this watcher with the snapshot. Forget
+		// it, so the next flush pushes the state whatever it is.
+		st.emitted = pb.PresenceState{}
+	}
+	b.ephemeralTo(g.id, &pb.Ephemeral{Kind: &pb.Ephemeral_Presence{Presence: snap}}, map[string][]string{w.edge: {r.GetSession()}})
+	// A forwarded watch (rc set) was acked by its edge with the request;
+	// its ID is here only for a refusal.
+	if r.GetRequestId() != "" && rc == nil {
 		b.ack(r, 0)
 	}
 }

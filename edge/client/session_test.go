@@ -1139,6 +1139,13 @@ func TestSessionResumesCall(t *testing.T) {
 	bob := connect(t, "bob", nil, p.url())
 	alice := connect(t, "alice", nil, cl.URL(0))
 	ctx := ctxT(t, 30*time.Second)
+	// The default reach policy: only users sharing a group may ring
+	// each other.
+	for _, s := range []*Session{alice, bob} {
+		if err := s.Join(ctx, "room-call"); err != nil {
+			t.Fatalf("join: %v", err)
+		}
+	}
 	if err := alice.Presence(ctx, "bob"); err != nil {
 		t.Fatal(err)
 	}

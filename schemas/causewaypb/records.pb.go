@@ -80,7 +80,7 @@ func (x Member_Change) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Member_Change.Descriptor instead.
 func (Member_Change) EnumDescriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{20, 0}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{23, 0}
 }
 
 // GroupEvent is a record of the group log (topic `causeway.groups`), keyed by
@@ -102,6 +102,12 @@ type GroupEvent struct {
 	// but gets a new incarnation, so its predecessor's sessions can be
 	// expired at once.
 	Incarnation string `protobuf:"bytes,8,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	// Set when an edge writes a request for group `forward_to` to the
+	// user's own personal stream (`group` is `u:<user>`) instead of to the
+	// group: while a join or leave the session sent that way is not
+	// answered, so that the stream, which forwards the request unchanged,
+	// keeps it behind the join.
+	ForwardTo string `protobuf:"bytes,9,opt,name=forward_to,json=forwardTo,proto3" json:"forward_to,omitempty"`
 	// Types that are valid to be assigned to Kind:
 	//
 	//	*GroupEvent_Join
@@ -115,6 +121,8 @@ type GroupEvent struct {
 	//	*GroupEvent_Typing
 	//	*GroupEvent_Read
 	//	*GroupEvent_Receipts
+	//	*GroupEvent_MembershipIndex
+	//	*GroupEvent_ReachChange
 	Kind          isGroupEvent_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -202,6 +210,13 @@ func (x *GroupEvent) GetTsMs() int64 {
 func (x *GroupEvent) GetIncarnation() string {
 	if x != nil {
 		return x.Incarnation
+	}
+	return ""
+}
+
+func (x *GroupEvent) GetForwardTo() string {
+	if x != nil {
+		return x.ForwardTo
 	}
 	return ""
 }
@@ -312,6 +327,24 @@ func (x *GroupEvent) GetReceipts() *ReceiptsSummary {
 	return nil
 }
 
+func (x *GroupEvent) GetMembershipIndex() *MembershipIndex {
+	if x != nil {
+		if x, ok := x.Kind.(*GroupEvent_MembershipIndex); ok {
+			return x.MembershipIndex
+		}
+	}
+	return nil
+}
+
+func (x *GroupEvent) GetReachChange() *ReachChange {
+	if x != nil {
+		if x, ok := x.Kind.(*GroupEvent_ReachChange); ok {
+			return x.ReachChange
+		}
+	}
+	return nil
+}
+
 type isGroupEvent_Kind interface {
 	isGroupEvent_Kind()
 }
@@ -367,6 +400,21 @@ type GroupEvent_Receipts struct {
 	Receipts *ReceiptsSummary `protobuf:"bytes,20,opt,name=receipts,proto3,oneof"`
 }
 
+type GroupEvent_MembershipIndex struct {
+	// Written by the sequencer to a personal stream `u:<user>`, in the
+	// transaction that sequenced `user`'s join or leave of a group (or
+	// refused a join the stream had admitted): the stream's index of the
+	// groups the user belongs to.
+	MembershipIndex *MembershipIndex `protobuf:"bytes,21,opt,name=membership_index,json=membershipIndex,proto3,oneof"`
+}
+
+type GroupEvent_ReachChange struct {
+	// Written by the sequencer from the personal stream of `user` to the
+	// streams of the users `user` watches (presence under the
+	// shared_group reach policy): `user`'s groups changed.
+	ReachChange *ReachChange `protobuf:"bytes,22,opt,name=reach_change,json=reachChange,proto3,oneof"`
+}
+
 func (*GroupEvent_Join) isGroupEvent_Kind() {}
 
 func (*GroupEvent_Leave) isGroupEvent_Kind() {}
@@ -389,6 +437,173 @@ func (*GroupEvent_Read) isGroupEvent_Kind() {}
 
 func (*GroupEvent_Receipts) isGroupEvent_Kind() {}
 
+func (*GroupEvent_MembershipIndex) isGroupEvent_Kind() {}
+
+func (*GroupEvent_ReachChange) isGroupEvent_Kind() {}
+
+// Reach is what a user's own stream attaches to a request it forwards to
+// another user's stream under the shared_group reach policy: the groups the
+// requester belongs to. The target's stream accepts the request only if
+// the two users share one of them (or are the same user).
+type Reach struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Groups        []string               `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reach) Reset() {
+	*x = Reach{}
+	mi := &file_causeway_v1_records_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reach) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reach) ProtoMessage() {}
+
+func (x *Reach) ProtoReflect() protoreflect.Message {
+	mi := &file_causeway_v1_records_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reach.ProtoReflect.Descriptor instead.
+func (*Reach) Descriptor() ([]byte, []int) {
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Reach) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+type MembershipIndex struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// The user is a member (joined, or already was); false: left, or the
+	// join was refused.
+	Member bool `protobuf:"varint,2,opt,name=member,proto3" json:"member,omitempty"`
+	// The seq of the member event (0: none).
+	Seq           uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembershipIndex) Reset() {
+	*x = MembershipIndex{}
+	mi := &file_causeway_v1_records_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembershipIndex) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembershipIndex) ProtoMessage() {}
+
+func (x *MembershipIndex) ProtoReflect() protoreflect.Message {
+	mi := &file_causeway_v1_records_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembershipIndex.ProtoReflect.Descriptor instead.
+func (*MembershipIndex) Descriptor() ([]byte, []int) {
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *MembershipIndex) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *MembershipIndex) GetMember() bool {
+	if x != nil {
+		return x.Member
+	}
+	return false
+}
+
+func (x *MembershipIndex) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+type ReachChange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Member        bool                   `protobuf:"varint,2,opt,name=member,proto3" json:"member,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReachChange) Reset() {
+	*x = ReachChange{}
+	mi := &file_causeway_v1_records_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReachChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReachChange) ProtoMessage() {}
+
+func (x *ReachChange) ProtoReflect() protoreflect.Message {
+	mi := &file_causeway_v1_records_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReachChange.ProtoReflect.Descriptor instead.
+func (*ReachChange) Descriptor() ([]byte, []int) {
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ReachChange) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ReachChange) GetMember() bool {
+	if x != nil {
+		return x.Member
+	}
+	return false
+}
+
 type Read struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
@@ -398,7 +613,7 @@ type Read struct {
 
 func (x *Read) Reset() {
 	*x = Read{}
-	mi := &file_causeway_v1_records_proto_msgTypes[1]
+	mi := &file_causeway_v1_records_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -410,7 +625,7 @@ func (x *Read) String() string {
 func (*Read) ProtoMessage() {}
 
 func (x *Read) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[1]
+	mi := &file_causeway_v1_records_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -423,7 +638,7 @@ func (x *Read) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Read.ProtoReflect.Descriptor instead.
 func (*Read) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{1}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Read) GetSeq() uint64 {
@@ -448,7 +663,7 @@ type ReceiptsSummary struct {
 
 func (x *ReceiptsSummary) Reset() {
 	*x = ReceiptsSummary{}
-	mi := &file_causeway_v1_records_proto_msgTypes[2]
+	mi := &file_causeway_v1_records_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -460,7 +675,7 @@ func (x *ReceiptsSummary) String() string {
 func (*ReceiptsSummary) ProtoMessage() {}
 
 func (x *ReceiptsSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[2]
+	mi := &file_causeway_v1_records_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -473,7 +688,7 @@ func (x *ReceiptsSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiptsSummary.ProtoReflect.Descriptor instead.
 func (*ReceiptsSummary) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{2}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReceiptsSummary) GetMembers() uint32 {
@@ -510,7 +725,7 @@ type ReadCount struct {
 
 func (x *ReadCount) Reset() {
 	*x = ReadCount{}
-	mi := &file_causeway_v1_records_proto_msgTypes[3]
+	mi := &file_causeway_v1_records_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -522,7 +737,7 @@ func (x *ReadCount) String() string {
 func (*ReadCount) ProtoMessage() {}
 
 func (x *ReadCount) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[3]
+	mi := &file_causeway_v1_records_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -535,7 +750,7 @@ func (x *ReadCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadCount.ProtoReflect.Descriptor instead.
 func (*ReadCount) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{3}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReadCount) GetSeq() uint64 {
@@ -571,14 +786,20 @@ type Signal struct {
 	// The client's JSON payload, compact.
 	Payload []byte `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
 	// Signals older than this (from ts_ms) are never delivered.
-	TtlMs         int64 `protobuf:"varint,5,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	TtlMs int64 `protobuf:"varint,5,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	// Set when an edge with the shared_group reach policy writes the signal
+	// to the sender's own stream (`u:<sender>`): the callee. That stream
+	// forwards it to `u:<to>` with `reach` set.
+	To string `protobuf:"bytes,6,opt,name=to,proto3" json:"to,omitempty"`
+	// The sender's groups, attached by the sender's stream.
+	Reach         *Reach `protobuf:"bytes,7,opt,name=reach,proto3" json:"reach,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Signal) Reset() {
 	*x = Signal{}
-	mi := &file_causeway_v1_records_proto_msgTypes[4]
+	mi := &file_causeway_v1_records_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -590,7 +811,7 @@ func (x *Signal) String() string {
 func (*Signal) ProtoMessage() {}
 
 func (x *Signal) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[4]
+	mi := &file_causeway_v1_records_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -603,7 +824,7 @@ func (x *Signal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Signal.ProtoReflect.Descriptor instead.
 func (*Signal) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{4}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Signal) GetToSession() string {
@@ -641,15 +862,34 @@ func (x *Signal) GetTtlMs() int64 {
 	return 0
 }
 
+func (x *Signal) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *Signal) GetReach() *Reach {
+	if x != nil {
+		return x.Reach
+	}
+	return nil
+}
+
+// PresenceWatch is written to the watched user's stream, or, under the
+// shared_group reach policy, to the watcher's own stream with `to` set,
+// which forwards it to `u:<to>` with `reach`.
 type PresenceWatch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	To            string                 `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"`
+	Reach         *Reach                 `protobuf:"bytes,2,opt,name=reach,proto3" json:"reach,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PresenceWatch) Reset() {
 	*x = PresenceWatch{}
-	mi := &file_causeway_v1_records_proto_msgTypes[5]
+	mi := &file_causeway_v1_records_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -661,7 +901,7 @@ func (x *PresenceWatch) String() string {
 func (*PresenceWatch) ProtoMessage() {}
 
 func (x *PresenceWatch) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[5]
+	mi := &file_causeway_v1_records_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -674,7 +914,21 @@ func (x *PresenceWatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceWatch.ProtoReflect.Descriptor instead.
 func (*PresenceWatch) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{5}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *PresenceWatch) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *PresenceWatch) GetReach() *Reach {
+	if x != nil {
+		return x.Reach
+	}
+	return nil
 }
 
 type Typing struct {
@@ -685,7 +939,7 @@ type Typing struct {
 
 func (x *Typing) Reset() {
 	*x = Typing{}
-	mi := &file_causeway_v1_records_proto_msgTypes[6]
+	mi := &file_causeway_v1_records_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -697,7 +951,7 @@ func (x *Typing) String() string {
 func (*Typing) ProtoMessage() {}
 
 func (x *Typing) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[6]
+	mi := &file_causeway_v1_records_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -710,18 +964,22 @@ func (x *Typing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Typing.ProtoReflect.Descriptor instead.
 func (*Typing) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{6}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{9}
 }
 
+// Join and Leave are written to the group, or to the user's own stream
+// with `group` set: the stream counts the user's groups
+// (sequencer.max_groups_per_user) and forwards the request to the group.
 type Join struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Join) Reset() {
 	*x = Join{}
-	mi := &file_causeway_v1_records_proto_msgTypes[7]
+	mi := &file_causeway_v1_records_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +991,7 @@ func (x *Join) String() string {
 func (*Join) ProtoMessage() {}
 
 func (x *Join) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[7]
+	mi := &file_causeway_v1_records_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,18 +1004,26 @@ func (x *Join) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Join.ProtoReflect.Descriptor instead.
 func (*Join) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{7}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Join) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
 }
 
 type Leave struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Leave) Reset() {
 	*x = Leave{}
-	mi := &file_causeway_v1_records_proto_msgTypes[8]
+	mi := &file_causeway_v1_records_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -769,7 +1035,7 @@ func (x *Leave) String() string {
 func (*Leave) ProtoMessage() {}
 
 func (x *Leave) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[8]
+	mi := &file_causeway_v1_records_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -782,7 +1048,14 @@ func (x *Leave) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Leave.ProtoReflect.Descriptor instead.
 func (*Leave) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{8}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Leave) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
 }
 
 // Attach subscribes a session to the group's live stream.
@@ -803,7 +1076,7 @@ type Attach struct {
 
 func (x *Attach) Reset() {
 	*x = Attach{}
-	mi := &file_causeway_v1_records_proto_msgTypes[9]
+	mi := &file_causeway_v1_records_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -815,7 +1088,7 @@ func (x *Attach) String() string {
 func (*Attach) ProtoMessage() {}
 
 func (x *Attach) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[9]
+	mi := &file_causeway_v1_records_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -828,7 +1101,7 @@ func (x *Attach) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attach.ProtoReflect.Descriptor instead.
 func (*Attach) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{9}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Attach) GetSince() uint64 {
@@ -868,7 +1141,7 @@ type Detach struct {
 
 func (x *Detach) Reset() {
 	*x = Detach{}
-	mi := &file_causeway_v1_records_proto_msgTypes[10]
+	mi := &file_causeway_v1_records_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +1153,7 @@ func (x *Detach) String() string {
 func (*Detach) ProtoMessage() {}
 
 func (x *Detach) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[10]
+	mi := &file_causeway_v1_records_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +1166,7 @@ func (x *Detach) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Detach.ProtoReflect.Descriptor instead.
 func (*Detach) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{10}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{13}
 }
 
 type Send struct {
@@ -907,7 +1180,7 @@ type Send struct {
 
 func (x *Send) Reset() {
 	*x = Send{}
-	mi := &file_causeway_v1_records_proto_msgTypes[11]
+	mi := &file_causeway_v1_records_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -919,7 +1192,7 @@ func (x *Send) String() string {
 func (*Send) ProtoMessage() {}
 
 func (x *Send) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[11]
+	mi := &file_causeway_v1_records_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -932,7 +1205,7 @@ func (x *Send) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Send.ProtoReflect.Descriptor instead.
 func (*Send) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{11}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Send) GetClientMsgId() string {
@@ -963,7 +1236,7 @@ type EdgeHeartbeat struct {
 
 func (x *EdgeHeartbeat) Reset() {
 	*x = EdgeHeartbeat{}
-	mi := &file_causeway_v1_records_proto_msgTypes[12]
+	mi := &file_causeway_v1_records_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +1248,7 @@ func (x *EdgeHeartbeat) String() string {
 func (*EdgeHeartbeat) ProtoMessage() {}
 
 func (x *EdgeHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[12]
+	mi := &file_causeway_v1_records_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +1261,7 @@ func (x *EdgeHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EdgeHeartbeat.ProtoReflect.Descriptor instead.
 func (*EdgeHeartbeat) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{12}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *EdgeHeartbeat) GetIntervalMs() int64 {
@@ -1025,7 +1298,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_causeway_v1_records_proto_msgTypes[13]
+	mi := &file_causeway_v1_records_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1310,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[13]
+	mi := &file_causeway_v1_records_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1323,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{13}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Delivery) GetVersion() uint32 {
@@ -1118,7 +1391,7 @@ type Ephemeral struct {
 
 func (x *Ephemeral) Reset() {
 	*x = Ephemeral{}
-	mi := &file_causeway_v1_records_proto_msgTypes[14]
+	mi := &file_causeway_v1_records_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +1403,7 @@ func (x *Ephemeral) String() string {
 func (*Ephemeral) ProtoMessage() {}
 
 func (x *Ephemeral) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[14]
+	mi := &file_causeway_v1_records_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,7 +1416,7 @@ func (x *Ephemeral) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ephemeral.ProtoReflect.Descriptor instead.
 func (*Ephemeral) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{14}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Ephemeral) GetKind() isEphemeral_Kind {
@@ -1253,7 +1526,7 @@ type SignalOut struct {
 
 func (x *SignalOut) Reset() {
 	*x = SignalOut{}
-	mi := &file_causeway_v1_records_proto_msgTypes[15]
+	mi := &file_causeway_v1_records_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1265,7 +1538,7 @@ func (x *SignalOut) String() string {
 func (*SignalOut) ProtoMessage() {}
 
 func (x *SignalOut) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[15]
+	mi := &file_causeway_v1_records_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1278,7 +1551,7 @@ func (x *SignalOut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalOut.ProtoReflect.Descriptor instead.
 func (*SignalOut) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{15}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SignalOut) GetFrom() string {
@@ -1364,7 +1637,7 @@ type PresenceOut struct {
 
 func (x *PresenceOut) Reset() {
 	*x = PresenceOut{}
-	mi := &file_causeway_v1_records_proto_msgTypes[16]
+	mi := &file_causeway_v1_records_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1376,7 +1649,7 @@ func (x *PresenceOut) String() string {
 func (*PresenceOut) ProtoMessage() {}
 
 func (x *PresenceOut) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[16]
+	mi := &file_causeway_v1_records_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1389,7 +1662,7 @@ func (x *PresenceOut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceOut.ProtoReflect.Descriptor instead.
 func (*PresenceOut) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{16}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PresenceOut) GetUser() string {
@@ -1457,7 +1730,7 @@ type TypingOut struct {
 
 func (x *TypingOut) Reset() {
 	*x = TypingOut{}
-	mi := &file_causeway_v1_records_proto_msgTypes[17]
+	mi := &file_causeway_v1_records_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1469,7 +1742,7 @@ func (x *TypingOut) String() string {
 func (*TypingOut) ProtoMessage() {}
 
 func (x *TypingOut) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[17]
+	mi := &file_causeway_v1_records_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1482,7 +1755,7 @@ func (x *TypingOut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TypingOut.ProtoReflect.Descriptor instead.
 func (*TypingOut) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{17}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TypingOut) GetUsers() []string {
@@ -1512,7 +1785,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_causeway_v1_records_proto_msgTypes[18]
+	mi := &file_causeway_v1_records_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1524,7 +1797,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[18]
+	mi := &file_causeway_v1_records_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1810,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{18}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Event) GetGroup() string {
@@ -1620,7 +1893,7 @@ type Message struct {
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_causeway_v1_records_proto_msgTypes[19]
+	mi := &file_causeway_v1_records_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1632,7 +1905,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[19]
+	mi := &file_causeway_v1_records_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1645,7 +1918,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{19}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Message) GetFrom() string {
@@ -1679,7 +1952,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_causeway_v1_records_proto_msgTypes[20]
+	mi := &file_causeway_v1_records_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1691,7 +1964,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[20]
+	mi := &file_causeway_v1_records_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1704,7 +1977,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{20}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Member) GetUser() string {
@@ -1740,7 +2013,7 @@ type Reply struct {
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_causeway_v1_records_proto_msgTypes[21]
+	mi := &file_causeway_v1_records_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1752,7 +2025,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[21]
+	mi := &file_causeway_v1_records_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1765,7 +2038,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{21}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Reply) GetSession() string {
@@ -1883,7 +2156,7 @@ type Detached struct {
 
 func (x *Detached) Reset() {
 	*x = Detached{}
-	mi := &file_causeway_v1_records_proto_msgTypes[22]
+	mi := &file_causeway_v1_records_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1895,7 +2168,7 @@ func (x *Detached) String() string {
 func (*Detached) ProtoMessage() {}
 
 func (x *Detached) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[22]
+	mi := &file_causeway_v1_records_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1908,7 +2181,7 @@ func (x *Detached) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Detached.ProtoReflect.Descriptor instead.
 func (*Detached) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{22}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Detached) GetGroup() string {
@@ -1936,7 +2209,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_causeway_v1_records_proto_msgTypes[23]
+	mi := &file_causeway_v1_records_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1948,7 +2221,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[23]
+	mi := &file_causeway_v1_records_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1961,7 +2234,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{23}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Ack) GetGroup() string {
@@ -1984,14 +2257,16 @@ type Error struct {
 	Code    string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
 	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	// A machine-readable detail, e.g. "offline" for a signal to nobody.
-	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The user a refusal is about (a presence watch refused by reach).
+	User          string `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_causeway_v1_records_proto_msgTypes[24]
+	mi := &file_causeway_v1_records_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2003,7 +2278,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[24]
+	mi := &file_causeway_v1_records_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2016,7 +2291,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{24}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Error) GetCode() string {
@@ -2040,6 +2315,13 @@ func (x *Error) GetReason() string {
 	return ""
 }
 
+func (x *Error) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
 type Subscribed struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
@@ -2052,7 +2334,7 @@ type Subscribed struct {
 
 func (x *Subscribed) Reset() {
 	*x = Subscribed{}
-	mi := &file_causeway_v1_records_proto_msgTypes[25]
+	mi := &file_causeway_v1_records_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2064,7 +2346,7 @@ func (x *Subscribed) String() string {
 func (*Subscribed) ProtoMessage() {}
 
 func (x *Subscribed) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[25]
+	mi := &file_causeway_v1_records_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2077,7 +2359,7 @@ func (x *Subscribed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscribed.ProtoReflect.Descriptor instead.
 func (*Subscribed) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{25}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Subscribed) GetGroup() string {
@@ -2126,6 +2408,10 @@ func (x *Subscribed) GetRecovered() bool {
 //	"s" + call + "\x00" + sender + "\x00" + call_seq (10 digits) -> SignalOut
 //	"r" + old session                -> Alias (resumed as a new session)
 //	"p"                              -> PresenceState
+//	"x" + group                      -> IndexEntry (the user's groups)
+//	"v" + user                       -> Watching (users this user watches
+//	                                    under the shared_group policy)
+//	"y" + user                       -> WatcherGroups (a watcher's groups)
 type GroupMeta struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Version uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -2139,7 +2425,7 @@ type GroupMeta struct {
 
 func (x *GroupMeta) Reset() {
 	*x = GroupMeta{}
-	mi := &file_causeway_v1_records_proto_msgTypes[26]
+	mi := &file_causeway_v1_records_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2151,7 +2437,7 @@ func (x *GroupMeta) String() string {
 func (*GroupMeta) ProtoMessage() {}
 
 func (x *GroupMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[26]
+	mi := &file_causeway_v1_records_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2164,7 +2450,7 @@ func (x *GroupMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMeta.ProtoReflect.Descriptor instead.
 func (*GroupMeta) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{26}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GroupMeta) GetVersion() uint32 {
@@ -2194,15 +2480,18 @@ type Membership struct {
 	JoinedSeq uint64                 `protobuf:"varint,2,opt,name=joined_seq,json=joinedSeq,proto3" json:"joined_seq,omitempty"`
 	// The member's read watermark ("read everything up to"), and when it
 	// last moved (edge receive time, unix ms).
-	ReadSeq       uint64 `protobuf:"varint,3,opt,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty"`
-	ReadTsMs      int64  `protobuf:"varint,4,opt,name=read_ts_ms,json=readTsMs,proto3" json:"read_ts_ms,omitempty"`
+	ReadSeq  uint64 `protobuf:"varint,3,opt,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty"`
+	ReadTsMs int64  `protobuf:"varint,4,opt,name=read_ts_ms,json=readTsMs,proto3" json:"read_ts_ms,omitempty"`
+	// The member's personal stream was told (MembershipIndex). False for
+	// memberships older than the index: the next attach tells it.
+	Indexed       bool `protobuf:"varint,5,opt,name=indexed,proto3" json:"indexed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Membership) Reset() {
 	*x = Membership{}
-	mi := &file_causeway_v1_records_proto_msgTypes[27]
+	mi := &file_causeway_v1_records_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2214,7 +2503,7 @@ func (x *Membership) String() string {
 func (*Membership) ProtoMessage() {}
 
 func (x *Membership) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[27]
+	mi := &file_causeway_v1_records_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2227,7 +2516,7 @@ func (x *Membership) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Membership.ProtoReflect.Descriptor instead.
 func (*Membership) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{27}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Membership) GetVersion() uint32 {
@@ -2258,6 +2547,13 @@ func (x *Membership) GetReadTsMs() int64 {
 	return 0
 }
 
+func (x *Membership) GetIndexed() bool {
+	if x != nil {
+		return x.Indexed
+	}
+	return false
+}
+
 type Attachment struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Version     uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -2265,14 +2561,17 @@ type Attachment struct {
 	User        string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
 	Incarnation string                 `protobuf:"bytes,4,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	// The session asked for the group's member presence.
-	Presence      bool `protobuf:"varint,5,opt,name=presence,proto3" json:"presence,omitempty"`
+	Presence bool `protobuf:"varint,5,opt,name=presence,proto3" json:"presence,omitempty"`
+	// A presence watcher admitted by the shared_group reach policy: dropped
+	// when the watcher and the watched user no longer share a group.
+	Reach         bool `protobuf:"varint,6,opt,name=reach,proto3" json:"reach,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Attachment) Reset() {
 	*x = Attachment{}
-	mi := &file_causeway_v1_records_proto_msgTypes[28]
+	mi := &file_causeway_v1_records_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2284,7 +2583,7 @@ func (x *Attachment) String() string {
 func (*Attachment) ProtoMessage() {}
 
 func (x *Attachment) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[28]
+	mi := &file_causeway_v1_records_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2297,7 +2596,7 @@ func (x *Attachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attachment.ProtoReflect.Descriptor instead.
 func (*Attachment) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{28}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Attachment) GetVersion() uint32 {
@@ -2335,6 +2634,13 @@ func (x *Attachment) GetPresence() bool {
 	return false
 }
 
+func (x *Attachment) GetReach() bool {
+	if x != nil {
+		return x.Reach
+	}
+	return false
+}
+
 type Dedup struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -2346,7 +2652,7 @@ type Dedup struct {
 
 func (x *Dedup) Reset() {
 	*x = Dedup{}
-	mi := &file_causeway_v1_records_proto_msgTypes[29]
+	mi := &file_causeway_v1_records_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2358,7 +2664,7 @@ func (x *Dedup) String() string {
 func (*Dedup) ProtoMessage() {}
 
 func (x *Dedup) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[29]
+	mi := &file_causeway_v1_records_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2371,7 +2677,7 @@ func (x *Dedup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dedup.ProtoReflect.Descriptor instead.
 func (*Dedup) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{29}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Dedup) GetVersion() uint32 {
@@ -2408,7 +2714,7 @@ type CallCounter struct {
 
 func (x *CallCounter) Reset() {
 	*x = CallCounter{}
-	mi := &file_causeway_v1_records_proto_msgTypes[30]
+	mi := &file_causeway_v1_records_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2420,7 +2726,7 @@ func (x *CallCounter) String() string {
 func (*CallCounter) ProtoMessage() {}
 
 func (x *CallCounter) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[30]
+	mi := &file_causeway_v1_records_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2433,7 +2739,7 @@ func (x *CallCounter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallCounter.ProtoReflect.Descriptor instead.
 func (*CallCounter) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{30}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CallCounter) GetVersion() uint32 {
@@ -2468,7 +2774,7 @@ type Alias struct {
 
 func (x *Alias) Reset() {
 	*x = Alias{}
-	mi := &file_causeway_v1_records_proto_msgTypes[31]
+	mi := &file_causeway_v1_records_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2480,7 +2786,7 @@ func (x *Alias) String() string {
 func (*Alias) ProtoMessage() {}
 
 func (x *Alias) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[31]
+	mi := &file_causeway_v1_records_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2493,7 +2799,7 @@ func (x *Alias) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Alias.ProtoReflect.Descriptor instead.
 func (*Alias) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{31}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Alias) GetVersion() uint32 {
@@ -2517,6 +2823,174 @@ func (x *Alias) GetTsMs() int64 {
 	return 0
 }
 
+// IndexEntry is one group of a user's membership index.
+type IndexEntry struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// Admitted by the user's stream and forwarded to the group, not yet
+	// answered: it counts toward sequencer.max_groups_per_user, but is not
+	// a shared group yet.
+	Pending       bool   `protobuf:"varint,2,opt,name=pending,proto3" json:"pending,omitempty"`
+	JoinedSeq     uint64 `protobuf:"varint,3,opt,name=joined_seq,json=joinedSeq,proto3" json:"joined_seq,omitempty"`
+	TsMs          int64  `protobuf:"varint,4,opt,name=ts_ms,json=tsMs,proto3" json:"ts_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IndexEntry) Reset() {
+	*x = IndexEntry{}
+	mi := &file_causeway_v1_records_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IndexEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IndexEntry) ProtoMessage() {}
+
+func (x *IndexEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_causeway_v1_records_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IndexEntry.ProtoReflect.Descriptor instead.
+func (*IndexEntry) Descriptor() ([]byte, []int) {
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *IndexEntry) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *IndexEntry) GetPending() bool {
+	if x != nil {
+		return x.Pending
+	}
+	return false
+}
+
+func (x *IndexEntry) GetJoinedSeq() uint64 {
+	if x != nil {
+		return x.JoinedSeq
+	}
+	return 0
+}
+
+func (x *IndexEntry) GetTsMs() int64 {
+	if x != nil {
+		return x.TsMs
+	}
+	return 0
+}
+
+type Watching struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Watching) Reset() {
+	*x = Watching{}
+	mi := &file_causeway_v1_records_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Watching) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Watching) ProtoMessage() {}
+
+func (x *Watching) ProtoReflect() protoreflect.Message {
+	mi := &file_causeway_v1_records_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Watching.ProtoReflect.Descriptor instead.
+func (*Watching) Descriptor() ([]byte, []int) {
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *Watching) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type WatcherGroups struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Groups        []string               `protobuf:"bytes,2,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatcherGroups) Reset() {
+	*x = WatcherGroups{}
+	mi := &file_causeway_v1_records_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatcherGroups) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatcherGroups) ProtoMessage() {}
+
+func (x *WatcherGroups) ProtoReflect() protoreflect.Message {
+	mi := &file_causeway_v1_records_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatcherGroups.ProtoReflect.Descriptor instead.
+func (*WatcherGroups) Descriptor() ([]byte, []int) {
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *WatcherGroups) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *WatcherGroups) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
 type PresenceState struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Version  uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -2530,7 +3004,7 @@ type PresenceState struct {
 
 func (x *PresenceState) Reset() {
 	*x = PresenceState{}
-	mi := &file_causeway_v1_records_proto_msgTypes[32]
+	mi := &file_causeway_v1_records_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2542,7 +3016,7 @@ func (x *PresenceState) String() string {
 func (*PresenceState) ProtoMessage() {}
 
 func (x *PresenceState) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[32]
+	mi := &file_causeway_v1_records_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2555,7 +3029,7 @@ func (x *PresenceState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceState.ProtoReflect.Descriptor instead.
 func (*PresenceState) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{32}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PresenceState) GetVersion() uint32 {
@@ -2603,7 +3077,7 @@ type RollupMember struct {
 
 func (x *RollupMember) Reset() {
 	*x = RollupMember{}
-	mi := &file_causeway_v1_records_proto_msgTypes[33]
+	mi := &file_causeway_v1_records_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2615,7 +3089,7 @@ func (x *RollupMember) String() string {
 func (*RollupMember) ProtoMessage() {}
 
 func (x *RollupMember) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[33]
+	mi := &file_causeway_v1_records_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2628,7 +3102,7 @@ func (x *RollupMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollupMember.ProtoReflect.Descriptor instead.
 func (*RollupMember) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{33}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RollupMember) GetVersion() uint32 {
@@ -2679,7 +3153,7 @@ type RollupMessage struct {
 
 func (x *RollupMessage) Reset() {
 	*x = RollupMessage{}
-	mi := &file_causeway_v1_records_proto_msgTypes[34]
+	mi := &file_causeway_v1_records_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2691,7 +3165,7 @@ func (x *RollupMessage) String() string {
 func (*RollupMessage) ProtoMessage() {}
 
 func (x *RollupMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_causeway_v1_records_proto_msgTypes[34]
+	mi := &file_causeway_v1_records_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2704,7 +3178,7 @@ func (x *RollupMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollupMessage.ProtoReflect.Descriptor instead.
 func (*RollupMessage) Descriptor() ([]byte, []int) {
-	return file_causeway_v1_records_proto_rawDescGZIP(), []int{34}
+	return file_causeway_v1_records_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RollupMessage) GetVersion() uint32 {
@@ -2781,7 +3255,7 @@ var File_causeway_v1_records_proto protoreflect.FileDescriptor
 
 const file_causeway_v1_records_proto_rawDesc = "" +
 	"\n" +
-	"\x19causeway/v1/records.proto\x12\vcauseway.v1\"\xfc\x05\n" +
+	"\x19causeway/v1/records.proto\x12\vcauseway.v1\"\xa5\a\n" +
 	"\n" +
 	"GroupEvent\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
@@ -2792,7 +3266,9 @@ const file_causeway_v1_records_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x06 \x01(\tR\trequestId\x12\x13\n" +
 	"\x05ts_ms\x18\a \x01(\x03R\x04tsMs\x12 \n" +
-	"\vincarnation\x18\b \x01(\tR\vincarnation\x12'\n" +
+	"\vincarnation\x18\b \x01(\tR\vincarnation\x12\x1d\n" +
+	"\n" +
+	"forward_to\x18\t \x01(\tR\tforwardTo\x12'\n" +
 	"\x04join\x18\n" +
 	" \x01(\v2\x11.causeway.v1.JoinH\x00R\x04join\x12*\n" +
 	"\x05leave\x18\v \x01(\v2\x12.causeway.v1.LeaveH\x00R\x05leave\x12-\n" +
@@ -2804,8 +3280,19 @@ const file_causeway_v1_records_proto_rawDesc = "" +
 	"\x0epresence_watch\x18\x11 \x01(\v2\x1a.causeway.v1.PresenceWatchH\x00R\rpresenceWatch\x12-\n" +
 	"\x06typing\x18\x12 \x01(\v2\x13.causeway.v1.TypingH\x00R\x06typing\x12'\n" +
 	"\x04read\x18\x13 \x01(\v2\x11.causeway.v1.ReadH\x00R\x04read\x12:\n" +
-	"\breceipts\x18\x14 \x01(\v2\x1c.causeway.v1.ReceiptsSummaryH\x00R\breceiptsB\x06\n" +
-	"\x04kind\"\x18\n" +
+	"\breceipts\x18\x14 \x01(\v2\x1c.causeway.v1.ReceiptsSummaryH\x00R\breceipts\x12I\n" +
+	"\x10membership_index\x18\x15 \x01(\v2\x1c.causeway.v1.MembershipIndexH\x00R\x0fmembershipIndex\x12=\n" +
+	"\freach_change\x18\x16 \x01(\v2\x18.causeway.v1.ReachChangeH\x00R\vreachChangeB\x06\n" +
+	"\x04kind\"\x1f\n" +
+	"\x05Reach\x12\x16\n" +
+	"\x06groups\x18\x01 \x03(\tR\x06groups\"Q\n" +
+	"\x0fMembershipIndex\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
+	"\x06member\x18\x02 \x01(\bR\x06member\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\";\n" +
+	"\vReachChange\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
+	"\x06member\x18\x02 \x01(\bR\x06member\"\x18\n" +
 	"\x04Read\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\"o\n" +
 	"\x0fReceiptsSummary\x12\x18\n" +
@@ -2815,18 +3302,24 @@ const file_causeway_v1_records_proto_rawDesc = "" +
 	"\tReadCount\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\x12\x16\n" +
-	"\x06sender\x18\x03 \x01(\tR\x06sender\"\x80\x01\n" +
+	"\x06sender\x18\x03 \x01(\tR\x06sender\"\xba\x01\n" +
 	"\x06Signal\x12\x1d\n" +
 	"\n" +
 	"to_session\x18\x01 \x01(\tR\ttoSession\x12\x12\n" +
 	"\x04call\x18\x02 \x01(\tR\x04call\x12\x12\n" +
 	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x18\n" +
 	"\apayload\x18\x04 \x01(\fR\apayload\x12\x15\n" +
-	"\x06ttl_ms\x18\x05 \x01(\x03R\x05ttlMs\"\x0f\n" +
-	"\rPresenceWatch\"\b\n" +
-	"\x06Typing\"\x06\n" +
-	"\x04Join\"\a\n" +
-	"\x05Leave\"o\n" +
+	"\x06ttl_ms\x18\x05 \x01(\x03R\x05ttlMs\x12\x0e\n" +
+	"\x02to\x18\x06 \x01(\tR\x02to\x12(\n" +
+	"\x05reach\x18\a \x01(\v2\x12.causeway.v1.ReachR\x05reach\"I\n" +
+	"\rPresenceWatch\x12\x0e\n" +
+	"\x02to\x18\x01 \x01(\tR\x02to\x12(\n" +
+	"\x05reach\x18\x02 \x01(\v2\x12.causeway.v1.ReachR\x05reach\"\b\n" +
+	"\x06Typing\"\x1c\n" +
+	"\x04Join\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\"\x1d\n" +
+	"\x05Leave\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\"o\n" +
 	"\x06Attach\x12\x14\n" +
 	"\x05since\x18\x01 \x01(\x04R\x05since\x12\x1b\n" +
 	"\thas_since\x18\x02 \x01(\bR\bhasSince\x12\x1a\n" +
@@ -2916,11 +3409,12 @@ const file_causeway_v1_records_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"-\n" +
 	"\x03Ack\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"M\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"a\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"m\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x12\n" +
+	"\x04user\x18\x04 \x01(\tR\x04user\"m\n" +
 	"\n" +
 	"Subscribed\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x10\n" +
@@ -2931,7 +3425,7 @@ const file_causeway_v1_records_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1f\n" +
 	"\vdedup_clock\x18\x03 \x01(\x04R\n" +
-	"dedupClock\"~\n" +
+	"dedupClock\"\x98\x01\n" +
 	"\n" +
 	"Membership\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1d\n" +
@@ -2939,14 +3433,16 @@ const file_causeway_v1_records_proto_rawDesc = "" +
 	"joined_seq\x18\x02 \x01(\x04R\tjoinedSeq\x12\x19\n" +
 	"\bread_seq\x18\x03 \x01(\x04R\areadSeq\x12\x1c\n" +
 	"\n" +
-	"read_ts_ms\x18\x04 \x01(\x03R\breadTsMs\"\x8c\x01\n" +
+	"read_ts_ms\x18\x04 \x01(\x03R\breadTsMs\x12\x18\n" +
+	"\aindexed\x18\x05 \x01(\bR\aindexed\"\xa2\x01\n" +
 	"\n" +
 	"Attachment\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x12\n" +
 	"\x04edge\x18\x02 \x01(\tR\x04edge\x12\x12\n" +
 	"\x04user\x18\x03 \x01(\tR\x04user\x12 \n" +
 	"\vincarnation\x18\x04 \x01(\tR\vincarnation\x12\x1a\n" +
-	"\bpresence\x18\x05 \x01(\bR\bpresence\"I\n" +
+	"\bpresence\x18\x05 \x01(\bR\bpresence\x12\x14\n" +
+	"\x05reach\x18\x06 \x01(\bR\x05reach\"I\n" +
 	"\x05Dedup\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
@@ -2958,7 +3454,19 @@ const file_causeway_v1_records_proto_rawDesc = "" +
 	"\x05Alias\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x18\n" +
 	"\asession\x18\x02 \x01(\tR\asession\x12\x13\n" +
-	"\x05ts_ms\x18\x03 \x01(\x03R\x04tsMs\"r\n" +
+	"\x05ts_ms\x18\x03 \x01(\x03R\x04tsMs\"t\n" +
+	"\n" +
+	"IndexEntry\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12\x18\n" +
+	"\apending\x18\x02 \x01(\bR\apending\x12\x1d\n" +
+	"\n" +
+	"joined_seq\x18\x03 \x01(\x04R\tjoinedSeq\x12\x13\n" +
+	"\x05ts_ms\x18\x04 \x01(\x03R\x04tsMs\"$\n" +
+	"\bWatching\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\"A\n" +
+	"\rWatcherGroups\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12\x16\n" +
+	"\x06groups\x18\x02 \x03(\tR\x06groups\"r\n" +
 	"\rPresenceState\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x1a\n" +
@@ -2999,79 +3507,89 @@ func file_causeway_v1_records_proto_rawDescGZIP() []byte {
 }
 
 var file_causeway_v1_records_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_causeway_v1_records_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_causeway_v1_records_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_causeway_v1_records_proto_goTypes = []any{
 	(Member_Change)(0),      // 0: causeway.v1.Member.Change
 	(*GroupEvent)(nil),      // 1: causeway.v1.GroupEvent
-	(*Read)(nil),            // 2: causeway.v1.Read
-	(*ReceiptsSummary)(nil), // 3: causeway.v1.ReceiptsSummary
-	(*ReadCount)(nil),       // 4: causeway.v1.ReadCount
-	(*Signal)(nil),          // 5: causeway.v1.Signal
-	(*PresenceWatch)(nil),   // 6: causeway.v1.PresenceWatch
-	(*Typing)(nil),          // 7: causeway.v1.Typing
-	(*Join)(nil),            // 8: causeway.v1.Join
-	(*Leave)(nil),           // 9: causeway.v1.Leave
-	(*Attach)(nil),          // 10: causeway.v1.Attach
-	(*Detach)(nil),          // 11: causeway.v1.Detach
-	(*Send)(nil),            // 12: causeway.v1.Send
-	(*EdgeHeartbeat)(nil),   // 13: causeway.v1.EdgeHeartbeat
-	(*Delivery)(nil),        // 14: causeway.v1.Delivery
-	(*Ephemeral)(nil),       // 15: causeway.v1.Ephemeral
-	(*SignalOut)(nil),       // 16: causeway.v1.SignalOut
-	(*PresenceOut)(nil),     // 17: causeway.v1.PresenceOut
-	(*TypingOut)(nil),       // 18: causeway.v1.TypingOut
-	(*Event)(nil),           // 19: causeway.v1.Event
-	(*Message)(nil),         // 20: causeway.v1.Message
-	(*Member)(nil),          // 21: causeway.v1.Member
-	(*Reply)(nil),           // 22: causeway.v1.Reply
-	(*Detached)(nil),        // 23: causeway.v1.Detached
-	(*Ack)(nil),             // 24: causeway.v1.Ack
-	(*Error)(nil),           // 25: causeway.v1.Error
-	(*Subscribed)(nil),      // 26: causeway.v1.Subscribed
-	(*GroupMeta)(nil),       // 27: causeway.v1.GroupMeta
-	(*Membership)(nil),      // 28: causeway.v1.Membership
-	(*Attachment)(nil),      // 29: causeway.v1.Attachment
-	(*Dedup)(nil),           // 30: causeway.v1.Dedup
-	(*CallCounter)(nil),     // 31: causeway.v1.CallCounter
-	(*Alias)(nil),           // 32: causeway.v1.Alias
-	(*PresenceState)(nil),   // 33: causeway.v1.PresenceState
-	(*RollupMember)(nil),    // 34: causeway.v1.RollupMember
-	(*RollupMessage)(nil),   // 35: causeway.v1.RollupMessage
+	(*Reach)(nil),           // 2: causeway.v1.Reach
+	(*MembershipIndex)(nil), // 3: causeway.v1.MembershipIndex
+	(*ReachChange)(nil),     // 4: causeway.v1.ReachChange
+	(*Read)(nil),            // 5: causeway.v1.Read
+	(*ReceiptsSummary)(nil), // 6: causeway.v1.ReceiptsSummary
+	(*ReadCount)(nil),       // 7: causeway.v1.ReadCount
+	(*Signal)(nil),          // 8: causeway.v1.Signal
+	(*PresenceWatch)(nil),   // 9: causeway.v1.PresenceWatch
+	(*Typing)(nil),          // 10: causeway.v1.Typing
+	(*Join)(nil),            // 11: causeway.v1.Join
+	(*Leave)(nil),           // 12: causeway.v1.Leave
+	(*Attach)(nil),          // 13: causeway.v1.Attach
+	(*Detach)(nil),          // 14: causeway.v1.Detach
+	(*Send)(nil),            // 15: causeway.v1.Send
+	(*EdgeHeartbeat)(nil),   // 16: causeway.v1.EdgeHeartbeat
+	(*Delivery)(nil),        // 17: causeway.v1.Delivery
+	(*Ephemeral)(nil),       // 18: causeway.v1.Ephemeral
+	(*SignalOut)(nil),       // 19: causeway.v1.SignalOut
+	(*PresenceOut)(nil),     // 20: causeway.v1.PresenceOut
+	(*TypingOut)(nil),       // 21: causeway.v1.TypingOut
+	(*Event)(nil),           // 22: causeway.v1.Event
+	(*Message)(nil),         // 23: causeway.v1.Message
+	(*Member)(nil),          // 24: causeway.v1.Member
+	(*Reply)(nil),           // 25: causeway.v1.Reply
+	(*Detached)(nil),        // 26: causeway.v1.Detached
+	(*Ack)(nil),             // 27: causeway.v1.Ack
+	(*Error)(nil),           // 28: causeway.v1.Error
+	(*Subscribed)(nil),      // 29: causeway.v1.Subscribed
+	(*GroupMeta)(nil),       // 30: causeway.v1.GroupMeta
+	(*Membership)(nil),      // 31: causeway.v1.Membership
+	(*Attachment)(nil),      // 32: causeway.v1.Attachment
+	(*Dedup)(nil),           // 33: causeway.v1.Dedup
+	(*CallCounter)(nil),     // 34: causeway.v1.CallCounter
+	(*Alias)(nil),           // 35: causeway.v1.Alias
+	(*IndexEntry)(nil),      // 36: causeway.v1.IndexEntry
+	(*Watching)(nil),        // 37: causeway.v1.Watching
+	(*WatcherGroups)(nil),   // 38: causeway.v1.WatcherGroups
+	(*PresenceState)(nil),   // 39: causeway.v1.PresenceState
+	(*RollupMember)(nil),    // 40: causeway.v1.RollupMember
+	(*RollupMessage)(nil),   // 41: causeway.v1.RollupMessage
 }
 var file_causeway_v1_records_proto_depIdxs = []int32{
-	8,  // 0: causeway.v1.GroupEvent.join:type_name -> causeway.v1.Join
-	9,  // 1: causeway.v1.GroupEvent.leave:type_name -> causeway.v1.Leave
-	10, // 2: causeway.v1.GroupEvent.attach:type_name -> causeway.v1.Attach
-	11, // 3: causeway.v1.GroupEvent.detach:type_name -> causeway.v1.Detach
-	12, // 4: causeway.v1.GroupEvent.send:type_name -> causeway.v1.Send
-	13, // 5: causeway.v1.GroupEvent.heartbeat:type_name -> causeway.v1.EdgeHeartbeat
-	5,  // 6: causeway.v1.GroupEvent.signal:type_name -> causeway.v1.Signal
-	6,  // 7: causeway.v1.GroupEvent.presence_watch:type_name -> causeway.v1.PresenceWatch
-	7,  // 8: causeway.v1.GroupEvent.typing:type_name -> causeway.v1.Typing
-	2,  // 9: causeway.v1.GroupEvent.read:type_name -> causeway.v1.Read
-	3,  // 10: causeway.v1.GroupEvent.receipts:type_name -> causeway.v1.ReceiptsSummary
-	4,  // 11: causeway.v1.ReceiptsSummary.reads:type_name -> causeway.v1.ReadCount
-	19, // 12: causeway.v1.Delivery.event:type_name -> causeway.v1.Event
-	22, // 13: causeway.v1.Delivery.replies:type_name -> causeway.v1.Reply
-	15, // 14: causeway.v1.Delivery.ephemeral:type_name -> causeway.v1.Ephemeral
-	16, // 15: causeway.v1.Ephemeral.signal:type_name -> causeway.v1.SignalOut
-	17, // 16: causeway.v1.Ephemeral.presence:type_name -> causeway.v1.PresenceOut
-	18, // 17: causeway.v1.Ephemeral.typing:type_name -> causeway.v1.TypingOut
-	3,  // 18: causeway.v1.Ephemeral.receipts:type_name -> causeway.v1.ReceiptsSummary
-	2,  // 19: causeway.v1.Ephemeral.read:type_name -> causeway.v1.Read
-	20, // 20: causeway.v1.Event.msg:type_name -> causeway.v1.Message
-	21, // 21: causeway.v1.Event.member:type_name -> causeway.v1.Member
-	0,  // 22: causeway.v1.Member.change:type_name -> causeway.v1.Member.Change
-	24, // 23: causeway.v1.Reply.ack:type_name -> causeway.v1.Ack
-	25, // 24: causeway.v1.Reply.error:type_name -> causeway.v1.Error
-	26, // 25: causeway.v1.Reply.subscribed:type_name -> causeway.v1.Subscribed
-	19, // 26: causeway.v1.Reply.event:type_name -> causeway.v1.Event
-	23, // 27: causeway.v1.Reply.detached:type_name -> causeway.v1.Detached
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	11, // 0: causeway.v1.GroupEvent.join:type_name -> causeway.v1.Join
+	12, // 1: causeway.v1.GroupEvent.leave:type_name -> causeway.v1.Leave
+	13, // 2: causeway.v1.GroupEvent.attach:type_name -> causeway.v1.Attach
+	14, // 3: causeway.v1.GroupEvent.detach:type_name -> causeway.v1.Detach
+	15, // 4: causeway.v1.GroupEvent.send:type_name -> causeway.v1.Send
+	16, // 5: causeway.v1.GroupEvent.heartbeat:type_name -> causeway.v1.EdgeHeartbeat
+	8,  // 6: causeway.v1.GroupEvent.signal:type_name -> causeway.v1.Signal
+	9,  // 7: causeway.v1.GroupEvent.presence_watch:type_name -> causeway.v1.PresenceWatch
+	10, // 8: causeway.v1.GroupEvent.typing:type_name -> causeway.v1.Typing
+	5,  // 9: causeway.v1.GroupEvent.read:type_name -> causeway.v1.Read
+	6,  // 10: causeway.v1.GroupEvent.receipts:type_name -> causeway.v1.ReceiptsSummary
+	3,  // 11: causeway.v1.GroupEvent.membership_index:type_name -> causeway.v1.MembershipIndex
+	4,  // 12: causeway.v1.GroupEvent.reach_change:type_name -> causeway.v1.ReachChange
+	7,  // 13: causeway.v1.ReceiptsSummary.reads:type_name -> causeway.v1.ReadCount
+	2,  // 14: causeway.v1.Signal.reach:type_name -> causeway.v1.Reach
+	2,  // 15: causeway.v1.PresenceWatch.reach:type_name -> causeway.v1.Reach
+	22, // 16: causeway.v1.Delivery.event:type_name -> causeway.v1.Event
+	25, // 17: causeway.v1.Delivery.replies:type_name -> causeway.v1.Reply
+	18, // 18: causeway.v1.Delivery.ephemeral:type_name -> causeway.v1.Ephemeral
+	19, // 19: causeway.v1.Ephemeral.signal:type_name -> causeway.v1.SignalOut
+	20, // 20: causeway.v1.Ephemeral.presence:type_name -> causeway.v1.PresenceOut
+	21, // 21: causeway.v1.Ephemeral.typing:type_name -> causeway.v1.TypingOut
+	6,  // 22: causeway.v1.Ephemeral.receipts:type_name -> causeway.v1.ReceiptsSummary
+	5,  // 23: causeway.v1.Ephemeral.read:type_name -> causeway.v1.Read
+	23, // 24: causeway.v1.Event.msg:type_name -> causeway.v1.Message
+	24, // 25: causeway.v1.Event.member:type_name -> causeway.v1.Member
+	0,  // 26: causeway.v1.Member.change:type_name -> causeway.v1.Member.Change
+	27, // 27: causeway.v1.Reply.ack:type_name -> causeway.v1.Ack
+	28, // 28: causeway.v1.Reply.error:type_name -> causeway.v1.Error
+	29, // 29: causeway.v1.Reply.subscribed:type_name -> causeway.v1.Subscribed
+	22, // 30: causeway.v1.Reply.event:type_name -> causeway.v1.Event
+	26, // 31: causeway.v1.Reply.detached:type_name -> causeway.v1.Detached
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_causeway_v1_records_proto_init() }
@@ -3091,19 +3609,21 @@ func file_causeway_v1_records_proto_init() {
 		(*GroupEvent_Typing)(nil),
 		(*GroupEvent_Read)(nil),
 		(*GroupEvent_Receipts)(nil),
+		(*GroupEvent_MembershipIndex)(nil),
+		(*GroupEvent_ReachChange)(nil),
 	}
-	file_causeway_v1_records_proto_msgTypes[14].OneofWrappers = []any{
+	file_causeway_v1_records_proto_msgTypes[17].OneofWrappers = []any{
 		(*Ephemeral_Signal)(nil),
 		(*Ephemeral_Presence)(nil),
 		(*Ephemeral_Typing)(nil),
 		(*Ephemeral_Receipts)(nil),
 		(*Ephemeral_Read)(nil),
 	}
-	file_causeway_v1_records_proto_msgTypes[18].OneofWrappers = []any{
+	file_causeway_v1_records_proto_msgTypes[21].OneofWrappers = []any{
 		(*Event_Msg)(nil),
 		(*Event_Member)(nil),
 	}
-	file_causeway_v1_records_proto_msgTypes[21].OneofWrappers = []any{
+	file_causeway_v1_records_proto_msgTypes[24].OneofWrappers = []any{
 		(*Reply_Ack)(nil),
 		(*Reply_Error)(nil),
 		(*Reply_Subscribed)(nil),
@@ -3116,7 +3636,7 @@ func file_causeway_v1_records_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_causeway_v1_records_proto_rawDesc), len(file_causeway_v1_records_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   35,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

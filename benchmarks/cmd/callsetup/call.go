@@ -310,6 +310,12 @@ func (r *callRun) connect(ctx context.Context, e *env) error {
 					cancel(fmt.Errorf("dial %s: %w", user, err))
 					return
 				}
+				// Under the default edge.reach (shared_group) users reach
+				// each other only through a group they share.
+				if err := c.Join(dctx, pairGroup(p.callerUser)); err != nil {
+					cancel(fmt.Errorf("%s joins the pair's group: %w", user, err))
+					return
+				}
 				if callee {
 					p.callee = c
 					go r.calleeLoop(p)
@@ -701,3 +707,6 @@ cpu (cores)          cluster %.2f, this generator %.2f, loadgen %.2f, irq/softir
 		fmt.Println("result               FAIL:", strings.Join(c.Failures, "; "))
 	}
 }
+
+// pairGroup is the group a caller and its callee share.
+func pairGroup(caller string) string { return caller + "-pair" }

@@ -143,6 +143,20 @@ func runPresence(ctx context.Context, e *env, nw int) (*PresenceLevel, error) {
 		wg.Wait()
 	}()
 
+	// X is a member of the group the watchers share with it before any
+	// of them watches (edge.reach shared_group, the default): a watch of
+	// a user who shares no group is refused. Membership is durable; X
+	// leaves until the measurement connects it.
+	if c, err := e.dial(ctx, xUser, 0, nil); err != nil {
+		return nil, fmt.Errorf("X connect: %w", err)
+	} else {
+		err := c.Join(ctx, xUser+"-watched")
+		_ = c.Close()
+		if err != nil {
+			return nil, fmt.Errorf("X joins its group: %w", err)
+		}
+	}
+
 	t0 := time.Now()
 	lc0, ls0 := e.dev.cpu(), selfCPU()
 	lb0, _ := machineBusy()
@@ -161,6 +175,12 @@ func runPresence(ctx context.Context, e *env, nw int) (*PresenceLevel, error) {
 			c, err := e.dial(dctx, w.user, i, nil)
 			if err != nil {
 				cancel(fmt.Errorf("watcher %s: %w", w.user, err))
+				return
+			}
+			// Presence of a user is visible to those sharing a group with
+			// it (edge.reach shared_group, the default).
+			if err := c.Join(dctx, xUser+"-watched"); err != nil {
+				cancel(fmt.Errorf("watcher %s joins X's group: %w", w.user, err))
 				return
 			}
 			w.mu.Lock()

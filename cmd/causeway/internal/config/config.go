@@ -45,6 +45,8 @@ var Defaults = map[string]any{
 	"edge.http_addr":                "127.0.0.1:8080",
 	"edge.allowed_origins":          "",
 	"edge.max_frame_bytes":          64 << 10,
+	"edge.max_body_bytes":           32 << 10,
+	"edge.reach":                    "shared_group",
 	"edge.max_message_bytes":        256 << 10,
 	"edge.queue_frames":             4096,
 	"edge.queue_bytes":              4 << 20,
@@ -122,6 +124,11 @@ var Defaults = map[string]any{
 	// system's roots.
 	"clickhouse.tls_ca_file": "",
 
+	// Joins over these are refused (0: no limit); the sequencer counts
+	// a user's groups in their personal stream.
+	"sequencer.max_groups_per_user":   1000,
+	"sequencer.max_members_per_group": 10000,
+
 	// SASL and TLS to Kafka, for every role (pipeline.KafkaConfig).
 	"kafka.sasl.mechanism":  "none",
 	"kafka.sasl.username":   "",
@@ -182,6 +189,8 @@ type Edge struct {
 	HTTPAddr                                                         string
 	AllowedOrigins                                                   []string
 	MaxFrameBytes, MaxMessageBytes, QueueFrames, QueueBytes          int
+	MaxBodyBytes                                                     int
+	Reach                                                            string
 	MaxBadFrames                                                     int
 	HelloTimeout, WriteTimeout, PingInterval, PongTimeout, Heartbeat time.Duration
 	ProduceTimeout, SlowConsumerAfter, SignalTTL                     time.Duration
@@ -205,6 +214,8 @@ type Sequencer struct {
 	SignalBuffer, PresenceMaxGroup     int
 	CallIdle, PresenceWindow           time.Duration
 	TypingWindow, TypingExpiry         time.Duration
+	MaxGroupsPerUser                   int
+	MaxMembersPerGroup                 int
 }
 
 type Rollup struct {
@@ -318,6 +329,8 @@ func (l *Loader) Load(file string) (Config, error) {
 		Edge: Edge{
 			ID: p.str("edge.id"), HTTPAddr: p.str("edge.http_addr"), AllowedOrigins: p.list("edge.allowed_origins"),
 			MaxFrameBytes:     p.intIn("edge.max_frame_bytes", 1024, 16<<20),
+			MaxBodyBytes:      p.intIn("edge.max_body_bytes", 0, 16<<20),
+			Reach:             p.oneOf("edge.reach", "shared_group", "any"),
 			MaxMessageBytes:   p.intIn("edge.max_message_bytes", 1024, 64<<20),
 			QueueFrames:       p.intIn("edge.queue_frames", 16, 1<<20),
 			QueueBytes:        p.intIn("edge.queue_bytes", 1024, 1<<30),
@@ -363,6 +376,8 @@ func (l *Loader) Load(file string) (Config, error) {
 			PresenceWindow:     p.dur("sequencer.presence_window"),
 			TypingWindow:       p.dur("sequencer.typing_window"),
 			TypingExpiry:       p.dur("sequencer.typing_expiry"),
+			MaxGroupsPerUser:   p.intIn("sequencer.max_groups_per_user", 0, 4000),
+			MaxMembersPerGroup: p.intIn("sequencer.max_members_per_group", 0, 10_000_000),
 		},
 		Admin: Admin{Pprof: p.boolean("admin.pprof")},
 		Rollup: Rollup{

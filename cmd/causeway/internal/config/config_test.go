@@ -97,6 +97,10 @@ func TestDefaults(t *testing.T) {
 		{"edge.idle_timeout", c.Edge.IdleTimeout, 5 * time.Minute},
 		{"edge.trusted_proxies", c.Edge.TrustedProxies, []string(nil)},
 		{"edge.max_frame_bytes", c.Edge.MaxFrameBytes, 64 << 10},
+		{"edge.max_body_bytes", c.Edge.MaxBodyBytes, 32 << 10},
+		{"edge.reach", c.Edge.Reach, "shared_group"},
+		{"sequencer.max_groups_per_user", c.Sequencer.MaxGroupsPerUser, 1000},
+		{"sequencer.max_members_per_group", c.Sequencer.MaxMembersPerGroup, 10000},
 		{"edge.queue_frames", c.Edge.QueueFrames, 4096},
 		{"edge.hello_timeout", c.Edge.HelloTimeout, 10 * time.Second},
 		{"edge.heartbeat_interval", c.Edge.Heartbeat, 3 * time.Second},
@@ -316,6 +320,10 @@ func TestValidValues(t *testing.T) {
 			return len(c.Edge.TrustedProxies) == 2 && c.Edge.TrustedProxies[1] == "192.168.1.7"
 		}},
 		{"CAUSEWAY_AUTH_MAX_TOKEN_LIFETIME", "1h", func(c config.Config) bool { return c.Auth.MaxTokenLifetime == time.Hour }},
+		{"CAUSEWAY_EDGE_REACH", "ANY", func(c config.Config) bool { return c.Edge.Reach == "any" }},
+		{"CAUSEWAY_EDGE_MAX_BODY_BYTES", "0", func(c config.Config) bool { return c.Edge.MaxBodyBytes == 0 }},
+		{"CAUSEWAY_SEQUENCER_MAX_GROUPS_PER_USER", "0", func(c config.Config) bool { return c.Sequencer.MaxGroupsPerUser == 0 }},
+		{"CAUSEWAY_SEQUENCER_MAX_MEMBERS_PER_GROUP", "2", func(c config.Config) bool { return c.Sequencer.MaxMembersPerGroup == 2 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env+"="+tt.val, func(t *testing.T) {
@@ -365,6 +373,10 @@ var badValues = []badCase{
 	{"broker.sync", "maybe", "true or false"},
 	{"log.level", "verbose", "one of debug, info, warn, error"},
 	{"log.format", "xml", "one of text, json"},
+	{"edge.reach", "friends", "one of shared_group, any"},
+	{"edge.max_body_bytes", "-1", "a whole number from 0 to 16777216"},
+	{"sequencer.max_groups_per_user", "4001", "a whole number from 0 to 4000"},
+	{"sequencer.max_members_per_group", "-1", "a whole number from 0 to 10000000"},
 }
 
 func envName(key string) string {
@@ -521,7 +533,7 @@ func TestEveryDefaultKeyIsRead(t *testing.T) {
 		switch def.(type) {
 		case string:
 			if !strings.HasSuffix(key, "timeout") && !strings.HasSuffix(key, "interval") &&
-				key != "log.level" && key != "log.format" {
+				key != "log.level" && key != "log.format" && key != "edge.reach" {
 				continue // any string is a valid string
 			}
 		}
