@@ -22,7 +22,7 @@ import (
 func newReplayCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "replay",
-		Short: "Rebuild the sequencer state topic (--into state) or the ClickHouse rows (--into clickhouse) from the group log, or copy the group log into a new topic generation (--into groups)",
+		Short: "Rebuild the sequencer or rollup state topic (--into state, rollup-state) or the ClickHouse rows (--into clickhouse) from the group log, or copy the group log into a new topic generation (--into groups)",
 		Long: `--into state rebuilds the sequencers' changelog (topics.state) from the group
 log: every partition is read from its start, read_committed, up to the
 sequencer group's committed offset (the log position the state topic
@@ -43,6 +43,31 @@ sequencer.* limits of the configuration. Then:
             --into groups), which commits the group's offset at the end of
             what was rebuilt once the partition is written: the sequencers
             resume there.
+
+--into rollup-state rebuilds the rollups' changelog (topics.rollup_state) the
+same way: the group log runs through the sequencer's state machine, up to
+the sequencer group's committed offset, and the changelog writes that makes
+through the rollup's own (rollup.* limits), as the rollups read them from
+the sequencer state topic. --verify, --write, --force and --commit-offsets
+apply to the rollup state topic and the rollup group (rollup.group_id),
+whose offsets are in the sequencer state topic:
+
+  --verify  compares with the state a rollup resuming at its group's
+            committed offset would reach (the topic, plus the sequencer
+            changelog records after the offset applied), key by key:
+            members' join seq, read watermark and read time, messages'
+            sender, send time, members at send and read count. It ignores
+            a message's pending-summary mark and its read times and
+            time-to-read samples: the live rollup sets them by the wall
+            clock and per transaction, where reads coalesce;
+  --write   refuses while the rollup group has members, into a topic that
+            is not empty unless --force, and where a rollup resuming at its
+            offset would apply again changes the rebuild has. Where the
+            group has no offset it refuses unless --commit-offsets, which
+            commits the end of the sequencer state topic that matches the
+            rebuild (read with the sequencers' committed offset). Messages
+            whose count no receipts summary in the group log carries are
+            marked owed, so the rollups emit those summaries, and no other.
 
 The group log has a retention (7 days by default): when it no longer starts
 at offset 0 the state of older groups cannot be rebuilt, and replay refuses
@@ -75,6 +100,8 @@ or disables it), and with --checkpoint FILE continue an interrupted run
 where it stopped (run again with the same flags).`,
 		Example: `  causeway replay --brokers kafka:9092 --into state --verify
   causeway replay --brokers kafka:9092 --into state --write --checkpoint /tmp/replay-state.json
+  causeway replay --brokers kafka:9092 --into rollup-state --verify
+  causeway replay --brokers kafka:9092 --into rollup-state --write --verify --commit-offsets --checkpoint /tmp/replay-rollup.json
   causeway replay --brokers kafka:9092 --into clickhouse --clickhouse ch:9000 \
       --from 2026-01-02T00:00:00Z --to 2026-01-03T00:00:00Z --checkpoint /tmp/replay-ch.json
   causeway replay --into clickhouse --from 0:1200,3:480
@@ -85,17 +112,17 @@ where it stopped (run again with the same flags).`,
 	}
 	f := cmd.Flags()
 	f.String("brokers", "", "Kafka seed brokers, comma-separated")
-	f.String("into", "", "what to rebuild: state (the sequencer state topic), clickhouse (the analytics tables) or groups (a new topic generation's group log) (required)")
-	f.Int32Slice("partition", nil, "state, clickhouse: only these group-log partitions (repeat or comma-separate; default all)")
+	f.String("into", "", "what to rebuild: state (the sequencer state topic), rollup-state (the rollup state topic), clickhouse (the analytics tables) or groups (a new topic generation's group log) (required)")
+	f.Int32Slice("partition", nil, "state, rollup-state, clickhouse: only these group-log partitions (repeat or comma-separate; default all)")
 	f.String("checkpoint", "", "keep progress in this file, and continue from it when it exists (same flags)")
 	f.Bool("progress", false, "show records/s and ETA on stderr (default: when stderr is a terminal)")
 	f.Bool("allow-truncated-log", false, "rebuild or copy even though the group log no longer starts at offset 0")
-	// --into state
-	f.Bool("verify", false, "state: compare with the state topic, print the differences, exit 1 on any")
-	f.Bool("write", false, "state: write the rebuilt state into the state topic (sequencers stopped)")
-	f.Bool("force", false, "state: with --write, overwrite a state topic that is not empty")
-	f.Bool("commit-offsets", false, "state: with --write, commit the sequencer group's offset at the end of what was rebuilt where it has none (a new topic generation)")
-	f.Int("max-diffs", 50, "state: differences printed per partition (0: all)")
+	// --into state, rollup-state
+	f.Bool("verify", false, "state, rollup-state: compare with the state topic, print the differences, exit 1 on any")
+	f.Bool("write", false, "state, rollup-state: write the rebuilt state into the state topic (its sequencers or rollups stopped)")
+	f.Bool("force", false, "state, rollup-state: with --write, overwrite a state topic that is not empty")
+	f.Bool("commit-offsets", false, "state, rollup-state: with --write, commit the sequencer (rollup) group's offset at the end of what was rebuilt where it has none")
+	f.Int("max-diffs", 50, "state, rollup-state: differences printed per partition (0: all)")
 	// --into clickhouse
 	f.String("source", string(replay.SourceGroupLog), "clickhouse: read the group log (groups) or the sequencer state topic (state)")
 	f.String("from", "", "clickhouse: first offset (1200), offsets per partition (0:1200,3:480) or RFC 3339 time of the source topic; default: its start")
@@ -145,8 +172,8 @@ where it stopped (run again with the same flags).`,
 		}
 		ctx := cmd.Context()
 		switch into {
-		case "state":
-			err = replayState(ctx, cmd, c, common)
+		case "state", "rollup-state":
+			err = replayState(ctx, cmd, c, common, into)
 		case "clickhouse":
 			err = replayClickHouse(ctx, cmd, c, common)
 		default:
@@ -168,13 +195,13 @@ where it stopped (run again with the same flags).`,
 func checkReplayFlags(f *pflag.FlagSet, into string) error {
 	// The --into modes each mode-specific flag applies to.
 	flagModes := map[string][]string{
-		"partition":           {"state", "clickhouse"},
-		"allow-truncated-log": {"state", "clickhouse", "groups"},
-		"verify":              {"state"},
-		"write":               {"state"},
-		"force":               {"state"},
-		"commit-offsets":      {"state"},
-		"max-diffs":           {"state"},
+		"partition":           {"state", "rollup-state", "clickhouse"},
+		"allow-truncated-log": {"state", "rollup-state", "clickhouse", "groups"},
+		"verify":              {"state", "rollup-state"},
+		"write":               {"state", "rollup-state"},
+		"force":               {"state", "rollup-state"},
+		"commit-offsets":      {"state", "rollup-state"},
+		"max-diffs":           {"state", "rollup-state"},
 		"source":              {"clickhouse"},
 		"from":                {"clickhouse"},
 		"to":                  {"clickhouse"},
@@ -185,11 +212,11 @@ func checkReplayFlags(f *pflag.FlagSet, into string) error {
 		"source-brokers":      {"groups"},
 	}
 	switch into {
-	case "state", "clickhouse", "groups":
+	case "state", "rollup-state", "clickhouse", "groups":
 	case "":
-		return errors.New("--into is required: state, clickhouse or groups")
+		return errors.New("--into is required: state, rollup-state, clickhouse or groups")
 	default:
-		return fmt.Errorf("--into %q: want state, clickhouse or groups", into)
+		return fmt.Errorf("--into %q: want state, clickhouse or groups (or rollup-state)", into)
 	}
 	names := make([]string, 0, len(flagModes))
 	for n := range flagModes {
@@ -198,14 +225,23 @@ func checkReplayFlags(f *pflag.FlagSet, into string) error {
 	sort.Strings(names) // the same error for the same flags
 	for _, n := range names {
 		modes := flagModes[n]
-		if f.Changed(n) && !slices.Contains(modes, into) {
-			return fmt.Errorf("--%s applies to --into %s, not --into %s", n, strings.Join(modes, " or "), into)
+		if !f.Changed(n) || slices.Contains(modes, into) {
+			continue
 		}
+		// rollup-state is the state replay of the other changelog:
+		// named after the rest, so the sentence stays short.
+		also := ""
+		if i := slices.Index(modes, "rollup-state"); i >= 0 {
+			modes, also = slices.Delete(slices.Clone(modes), i, i+1), " (also to --into rollup-state)"
+		}
+		return fmt.Errorf("--%s applies to --into %s, not --into %s%s", n, strings.Join(modes, " or "), into, also)
 	}
 	return nil
 }
 
-func replayState(ctx context.Context, cmd *cobra.Command, c config.Config, common replay.Common) error {
+// replayState rebuilds the sequencer's (into "state") or the rollup's
+// ("rollup-state") changelog.
+func replayState(ctx context.Context, cmd *cobra.Command, c config.Config, common replay.Common, into string) error {
 	f := cmd.Flags()
 	verify, _ := f.GetBool("verify")
 	write, _ := f.GetBool("write")
@@ -228,7 +264,7 @@ func replayState(ctx context.Context, cmd *cobra.Command, c config.Config, commo
 	if !verify && !write {
 		fmt.Fprintln(common.Out, "neither --verify nor --write: rebuilding only, to count records and keys")
 	}
-	_, err = replay.State(ctx, replay.StateOptions{
+	o := replay.StateOptions{
 		Common:            common,
 		Limits:            limits,
 		SequencerGroup:    c.Sequencer.GroupID,
@@ -238,7 +274,16 @@ func replayState(ctx context.Context, cmd *cobra.Command, c config.Config, commo
 		CommitOffsets:     commit,
 		AllowTruncatedLog: truncated,
 		MaxDiffs:          maxDiffs,
-	})
+	}
+	if into == "state" {
+		_, err = replay.State(ctx, o)
+		return err
+	}
+	rc := rollupConfig(c, "replay", common.Log, nil)
+	if err := rc.Validate(); err != nil {
+		return fmt.Errorf("rollup config: %w", err)
+	}
+	_, err = replay.RollupState(ctx, replay.RollupStateOptions{StateOptions: o, RollupLimits: rc.Limits, RollupGroup: rc.GroupID})
 	return err
 }
 

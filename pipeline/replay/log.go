@@ -35,6 +35,7 @@ func decodeEvent(rec *kgo.Record) (*pb.GroupEvent, bool) {
 // it made (sorted by key), in the order the sequencer would make them.
 type logStep struct {
 	Rec    *kgo.Record
+	Ev     *pb.GroupEvent
 	Writes []sequencer.Write
 }
 
@@ -71,7 +72,7 @@ func runLog(ctx context.Context, c *Common, topic string, p int32, from, end int
 			}
 			st.Apply(ev)
 			n.Applied++
-			stop, err := each(logStep{Rec: rec, Writes: st.TakeWrites()})
+			stop, err := each(logStep{Rec: rec, Ev: ev, Writes: st.TakeWrites()})
 			if err != nil || stop {
 				return n, err
 			}

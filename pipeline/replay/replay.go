@@ -7,6 +7,10 @@
 //     reads it, gives what the sequencers wrote. It compares the result
 //     with the state topic (Verify) and can write it back (Write), for a
 //     lost or corrupted state topic.
+//   - RollupState rebuilds the rollup's changelog (the rollup state
+//     topic) the same way: the sequencer's changelog writes that the log
+//     makes go through a fresh rollup.State, as the rollup reads them
+//     (rollup_state.go says what the comparison covers and ignores).
 //   - ClickHouse rebuilds the analytics rows of a range of the group log:
 //     it runs the log through a fresh State as State does, and derives the
 //     rows from the changelog writes that makes with the rollup sink's own

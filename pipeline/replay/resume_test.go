@@ -79,28 +79,43 @@ func TestStateResume(t *testing.T) {
 	t.Parallel()
 	cl := devcluster.StartTest(t, 2, secret, nil)
 	traffic(t, cl)
-	cp := filepath.Join(t.TempDir(), "state.json")
+	rep, _ := interruptAndResume(t, func(ctx context.Context, o replay.Common, onPartition func(replay.StatePartition)) (replay.StateReport, error) {
+		return replay.State(ctx, replay.StateOptions{Common: o, Limits: sequencer.DefaultLimits(), SequencerGroup: "causeway-sequencer", Verify: true, OnPartition: onPartition})
+	}, options(cl))
+
+	// The whole verification again without a checkpoint: every key is
+	// there, and the resumed run counted the same.
+	full, err := replay.State(context.Background(), replay.StateOptions{Common: options(cl), Limits: sequencer.DefaultLimits(), SequencerGroup: "causeway-sequencer", Verify: true})
+	if err != nil || full.Keys != rep.Keys {
+		t.Errorf("full run: %d keys, %v; resumed run: %d keys", full.Keys, err, rep.Keys)
+	}
+}
+
+// interruptAndResume runs a verification (verify) with a checkpoint in c,
+// cancels it after three partitions and runs it again: the second run
+// skips those three and finishes without differences. It returns that
+// run's report and output.
+func interruptAndResume(t *testing.T, verify func(context.Context, replay.Common, func(replay.StatePartition)) (replay.StateReport, error), c replay.Common) (replay.StateReport, string) {
+	t.Helper()
+	c.Checkpoint = filepath.Join(t.TempDir(), "checkpoint.json")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	o := replay.StateOptions{Common: options(cl), Limits: sequencer.DefaultLimits(), SequencerGroup: "causeway-sequencer", Verify: true}
-	o.Checkpoint = cp
 	seen := 0
-	o.OnPartition = func(sp replay.StatePartition) {
+	rep, err := verify(ctx, c, func(replay.StatePartition) {
 		if seen++; seen == 3 {
 			cancel()
 		}
-	}
-	rep, err := replay.State(ctx, o)
+	})
 	if !errors.Is(err, context.Canceled) || len(rep.Partitions) != 3 {
 		t.Fatalf("interrupted run: %d partitions, %v; want 3 and context.Canceled", len(rep.Partitions), err)
 	}
 	var out bytes.Buffer
-	o.OnPartition, o.Out = nil, &out
-	rep, err = replay.State(context.Background(), o)
+	c.Out = &out
+	rep, err = verify(context.Background(), c, nil)
 	if err != nil {
 		t.Fatalf("resumed run: %v\n%s", err, out.String())
 	}
-	if !strings.Contains(out.String(), "resuming from checkpoint "+cp+": 3 of 8 partitions done") {
+	if !strings.Contains(out.String(), "resuming from checkpoint "+c.Checkpoint+": 3 of 8 partitions done") {
 		t.Errorf("resumed run's output:\n%s", out.String())
 	}
 	resumed, keys := 0, 0
@@ -116,13 +131,7 @@ func TestStateResume(t *testing.T) {
 	if resumed != 3 || len(rep.Partitions) != 8 || rep.Differences != 0 || keys == 0 || keys != rep.Keys {
 		t.Errorf("resumed report: %d resumed, %d partitions, %d differences, %d keys (%d)", resumed, len(rep.Partitions), rep.Differences, keys, rep.Keys)
 	}
-
-	// The whole verification again without a checkpoint: every key is
-	// there, and the resumed run counted the same.
-	full, err := replay.State(context.Background(), replay.StateOptions{Common: options(cl), Limits: sequencer.DefaultLimits(), SequencerGroup: "causeway-sequencer", Verify: true})
-	if err != nil || full.Keys != rep.Keys {
-		t.Errorf("full run: %d keys, %v; resumed run: %d keys", full.Keys, err, rep.Keys)
-	}
+	return rep, out.String()
 }
 
 // countProgress sums what a replay reports.

@@ -112,16 +112,57 @@ func (o *StateOptions) validate() error {
 
 type stateRun struct {
 	o      StateOptions
+	t      *stateTarget
 	adm    *kadm.Client
 	starts map[int32]int64
 	cp     *checkpoint
 	prod   *kgo.Client
 }
 
+// stateTarget is the changelog a state replay rebuilds from the group log:
+// the sequencer's (State) or the rollup's (RollupState). The run around it
+// (checkpoint, progress, refusals, writing, report) is the same.
+type stateTarget struct {
+	// into names the run (--into), run describes it for the checkpoint.
+	into, run string
+	// topic is the changelog verified and written.
+	topic string
+	// writer is the consumer group whose members write topic (--write
+	// refuses while it has some, with running): role says what they
+	// are, stop how to stop them, why what they would do otherwise.
+	writer, role, stop, why string
+	running                 error
+	// offsets is the topic where writer's committed offsets are: where
+	// it resumes (CommitOffsets commits there).
+	offsets string
+	// partition rebuilds, verifies and writes one partition.
+	partition func(ctx context.Context, r *stateRun, p int32) (StatePartition, error)
+}
+
 // State rebuilds the sequencer's changelog from the group log, one
 // partition at a time, and verifies and/or writes it (StateOptions). It
 // returns ErrMismatch (wrapped) when a verification found differences.
 func State(ctx context.Context, o StateOptions) (StateReport, error) {
+	l := o.Layout
+	return runState(ctx, o, &stateTarget{
+		into: "state",
+		run: fmt.Sprintf("into=state groups=%s state=%s group_partitions=%d partitions=%s sequencer_group=%s verify=%t write=%t commit_offsets=%t",
+			l.GroupTopic, l.StateTopic, l.GroupPartitions, partitionList(o.partitions(), l.GroupPartitions), o.SequencerGroup, o.Verify, o.Write, o.CommitOffsets),
+		topic:   l.StateTopic,
+		writer:  o.SequencerGroup,
+		role:    "sequencer",
+		stop:    "kubectl -n causeway scale statefulset/causeway-sequencer --replicas=0",
+		why:     "it would number groups from a state the write replaces",
+		running: ErrSequencersRunning,
+		offsets: l.GroupTopic,
+		partition: func(ctx context.Context, r *stateRun, p int32) (StatePartition, error) {
+			return r.partition(ctx, p)
+		},
+	})
+}
+
+// runState runs a state replay of t.
+func runState(ctx context.Context, o StateOptions, t *stateTarget) (StateReport, error) {
 	var rep StateReport
 	if err := o.validate(); err != nil {
 		return rep, fmt.Errorf("replay: %w", err)
@@ -133,13 +174,11 @@ func State(ctx context.Context, o StateOptions) (StateReport, error) {
 	defer cl.Close()
 	l := o.Layout
 	parts := o.partitions()
-	run := fmt.Sprintf("into=state groups=%s state=%s group_partitions=%d partitions=%s sequencer_group=%s verify=%t write=%t commit_offsets=%t",
-		l.GroupTopic, l.StateTopic, l.GroupPartitions, partitionList(parts, l.GroupPartitions), o.SequencerGroup, o.Verify, o.Write, o.CommitOffsets)
-	cp, resumed, err := loadCheckpoint(o.Checkpoint, run)
+	cp, resumed, err := loadCheckpoint(o.Checkpoint, t.run)
 	if err != nil {
 		return rep, err
 	}
-	r := &stateRun{o: o, adm: adm, cp: cp}
+	r := &stateRun{o: o, t: t, adm: adm, cp: cp}
 	defer func() {
 		if r.prod != nil {
 			r.prod.Close()
@@ -181,11 +220,11 @@ func State(ctx context.Context, o StateOptions) (StateReport, error) {
 		}
 		total += max(0, end-r.starts[p])
 	}
-	o.Progress.Start("replay state", total)
+	o.Progress.Start("replay "+t.into, total)
 	defer o.Progress.Stop()
 
 	for i, p := range parts {
-		o.Progress.Label(fmt.Sprintf("replay state, partition %d (%d of %d)", p, i+1, len(parts)))
+		o.Progress.Label(fmt.Sprintf("replay %s, partition %d (%d of %d)", t.into, p, i+1, len(parts)))
 		var sp StatePartition
 		if pc, ok := cp.has(p); ok && pc.Done {
 			sp = StatePartition{Partition: p, End: pc.Offset, Records: pc.Records, Keys: pc.Keys, Written: pc.Written, Resumed: true}
@@ -194,7 +233,7 @@ func State(ctx context.Context, o StateOptions) (StateReport, error) {
 			fmt.Fprintf(o.Out, "partition %d: done in an earlier run (checkpoint): group log to offset %d, %d records, %d keys, %d differences, %d written\n",
 				p, pc.Offset, pc.Records, pc.Keys, pc.Differences, pc.Written)
 		} else {
-			sp, err = r.partition(ctx, p)
+			sp, err = t.partition(ctx, r, p)
 			if err != nil {
 				return rep, err
 			}
@@ -215,9 +254,9 @@ func State(ctx context.Context, o StateOptions) (StateReport, error) {
 	}
 	o.Progress.Stop()
 
-	summary := fmt.Sprintf("replay --into state: %d partitions, %s records, %s keys rebuilt", len(rep.Partitions), group(int64(rep.Records)), group(int64(rep.Keys)))
+	summary := fmt.Sprintf("replay --into %s: %d partitions, %s records, %s keys rebuilt", t.into, len(rep.Partitions), group(int64(rep.Records)), group(int64(rep.Keys)))
 	if o.Write {
-		summary += fmt.Sprintf("; %s records written to %s", group(int64(rep.Written)), l.StateTopic)
+		summary += fmt.Sprintf("; %s records written to %s", group(int64(rep.Written)), t.topic)
 	}
 	if o.Verify {
 		bad := 0
@@ -227,44 +266,39 @@ func State(ctx context.Context, o StateOptions) (StateReport, error) {
 			}
 		}
 		if rep.Differences == 0 {
-			summary += "; verified: " + l.StateTopic + " matches the rebuilt state"
+			summary += "; verified: " + t.topic + " matches the rebuilt state"
 		} else {
 			summary += fmt.Sprintf("; verify FAILED: %s in %s", plural(rep.Differences, "difference"), plural(bad, "partition"))
 		}
 	}
 	fmt.Fprintln(o.Out, summary)
 	if o.Verify && rep.Differences > 0 {
-		return rep, fmt.Errorf("replay: %s in %s: %w", plural(rep.Differences, "difference"), l.StateTopic, ErrMismatch)
+		return rep, fmt.Errorf("replay: %s in %s: %w", plural(rep.Differences, "difference"), t.topic, ErrMismatch)
 	}
 	return rep, nil
 }
 
-// checkWritable refuses a write while sequencers run (they would
-// overwrite the state, and read it only when a partition is assigned) or
-// into a state topic that has records (unless Force).
+// checkWritable refuses a write while the target's writers run (they
+// would overwrite the state, and read it only when a partition is
+// assigned) or into a state topic that has records (unless Force).
 func (r *stateRun) checkWritable(ctx context.Context, parts []int32) error {
-	l := r.o.Layout
-	groups, err := r.adm.DescribeGroups(ctx, r.o.SequencerGroup)
+	t := r.t
+	who, err := members(ctx, r.adm, t.writer)
 	if err != nil {
-		return fmt.Errorf("replay: describe the sequencer group %s: %w", r.o.SequencerGroup, err)
+		return err
 	}
-	if g, ok := groups[r.o.SequencerGroup]; ok && g.Err == nil && len(g.Members) > 0 {
-		var who []string
-		for _, m := range g.Members {
-			who = append(who, m.ClientID+"@"+m.ClientHost)
-		}
-		return fmt.Errorf("replay: %w: the sequencer group %s has %s (%s): stop every sequencer before --write "+
-			"(kubectl -n causeway scale statefulset/causeway-sequencer --replicas=0), or it would number groups from a state the write replaces",
-			ErrSequencersRunning, r.o.SequencerGroup, plural(len(g.Members), "member"), strings.Join(who, ", "))
+	if len(who) > 0 {
+		return fmt.Errorf("replay: %w: the %s group %s has %s (%s): stop every %s before --write (%s), or %s",
+			t.running, t.role, t.writer, plural(len(who), "member"), strings.Join(who, ", "), t.role, t.stop, t.why)
 	}
 	if r.o.Force {
 		return nil
 	}
-	starts, err := logStarts(ctx, r.adm, l.StateTopic)
+	starts, err := logStarts(ctx, r.adm, t.topic)
 	if err != nil {
 		return err
 	}
-	ends, err := offsets("end", func() (kadm.ListedOffsets, error) { return r.adm.ListEndOffsets(ctx, l.StateTopic) }, l.StateTopic)
+	ends, err := offsets("end", func() (kadm.ListedOffsets, error) { return r.adm.ListEndOffsets(ctx, t.topic) }, t.topic)
 	if err != nil {
 		return err
 	}
@@ -279,9 +313,24 @@ func (r *stateRun) checkWritable(ctx context.Context, parts []int32) error {
 	}
 	if len(full) > 0 {
 		return fmt.Errorf("replay: %w: %s: %s; --write only fills an empty state topic (delete and recreate it, or pass --force to overwrite: "+
-			"different keys are replaced and extra keys deleted, so the topic equals the rebuilt state)", ErrNotEmpty, l.StateTopic, strings.Join(full, ", "))
+			"different keys are replaced and extra keys deleted, so the topic equals the rebuilt state)", ErrNotEmpty, t.topic, strings.Join(full, ", "))
 	}
 	return nil
+}
+
+// members lists the members of consumer group g as client@host.
+func members(ctx context.Context, adm *kadm.Client, g string) ([]string, error) {
+	groups, err := adm.DescribeGroups(ctx, g)
+	if err != nil {
+		return nil, fmt.Errorf("replay: describe the consumer group %s: %w", g, err)
+	}
+	var who []string
+	if d, ok := groups[g]; ok && d.Err == nil {
+		for _, m := range d.Members {
+			who = append(who, m.ClientID+"@"+m.ClientHost)
+		}
+	}
+	return who, nil
 }
 
 // committed lists the sequencer group's committed offsets in the group
@@ -289,18 +338,23 @@ func (r *stateRun) checkWritable(ctx context.Context, parts []int32) error {
 // commit still pending in an open transaction is not part of the state
 // topic yet either.
 func (r *stateRun) committed(ctx context.Context) (map[int32]int64, error) {
-	l := r.o.Layout
-	resps, err := r.adm.FetchOffsetsForTopics(ctx, r.o.SequencerGroup, l.GroupTopic)
+	return committedOffsets(ctx, r.adm, r.o.SequencerGroup, r.o.Layout.GroupTopic)
+}
+
+// committedOffsets lists consumer group g's committed offsets in topic
+// (partitions without one are absent).
+func committedOffsets(ctx context.Context, adm *kadm.Client, g, topic string) (map[int32]int64, error) {
+	resps, err := adm.FetchOffsetsForTopics(ctx, g, topic)
 	if errors.Is(err, kerr.GroupIDNotFound) {
-		return map[int32]int64{}, nil // no sequencer ever committed
+		return map[int32]int64{}, nil // the group never committed
 	}
 	if err != nil {
-		return nil, fmt.Errorf("replay: fetch the committed offsets of %s: %w", r.o.SequencerGroup, err)
+		return nil, fmt.Errorf("replay: fetch the committed offsets of %s: %w", g, err)
 	}
 	out := map[int32]int64{}
-	for p, or := range resps[l.GroupTopic] {
+	for p, or := range resps[topic] {
 		if or.Err != nil {
-			return nil, fmt.Errorf("replay: committed offset of %s in %s/%d: %w", r.o.SequencerGroup, l.GroupTopic, p, or.Err)
+			return nil, fmt.Errorf("replay: committed offset of %s in %s/%d: %w", g, topic, p, or.Err)
 		}
 		if or.At >= 0 {
 			out[p] = or.At
@@ -327,21 +381,39 @@ func (r *stateRun) replayPoint(ctx context.Context, p int32) (int64, bool, error
 	return stable[p], false, nil
 }
 
-// rebuild is one partition's state being rebuilt.
-type rebuild struct {
-	st   *sequencer.State
+// folded is a changelog being rebuilt: the latest value of each key.
+type folded struct {
 	keys map[string][]byte
 	// times holds, per key, the log time (ms) of the record that last
 	// wrote it: a written key carries it as its record timestamp, as the
-	// sequencer's own write carried about the same time (the analytics
-	// sink times presence by it).
-	times   map[string]int64
+	// writer's own write carried about the same time (the analytics sink
+	// times presence by it).
+	times map[string]int64
+}
+
+func newFolded() folded { return folded{keys: map[string][]byte{}, times: map[string]int64{}} }
+
+// put takes one write (nil value: the key is deleted) made at log time ms.
+func (f folded) put(key string, value []byte, ms int64) {
+	if value == nil {
+		delete(f.keys, key)
+		delete(f.times, key)
+		return
+	}
+	f.keys[key] = value
+	f.times[key] = ms
+}
+
+// rebuild is one partition's state being rebuilt.
+type rebuild struct {
+	folded
+	st      *sequencer.State
 	records int
 	bad     int
 }
 
 func newRebuild(l sequencer.Limits) *rebuild {
-	return &rebuild{st: sequencer.NewState(l), keys: map[string][]byte{}, times: map[string]int64{}}
+	return &rebuild{st: sequencer.NewState(l), folded: newFolded()}
 }
 
 // fold takes one record's writes into keys and returns the keys written.
@@ -350,13 +422,7 @@ func (b *rebuild) fold(s logStep) []string {
 	ms := s.Rec.Timestamp.UnixMilli()
 	for i, w := range s.Writes {
 		touched[i] = w.Key
-		if w.Value == nil {
-			delete(b.keys, w.Key)
-			delete(b.times, w.Key)
-		} else {
-			b.keys[w.Key] = w.Value
-			b.times[w.Key] = ms
-		}
+		b.put(w.Key, w.Value, ms)
 	}
 	return touched
 }
@@ -364,12 +430,13 @@ func (b *rebuild) fold(s logStep) []string {
 // diffSet tracks the keys on which a state topic and a rebuild being
 // stepped forward differ.
 type diffSet struct {
+	log            *changelog
 	topic, rebuilt map[string][]byte
 	bad            map[string]struct{}
 }
 
-func newDiffSet(topic, rebuilt map[string][]byte, diffs []Diff) *diffSet {
-	d := &diffSet{topic: topic, rebuilt: rebuilt, bad: make(map[string]struct{}, len(diffs))}
+func newDiffSet(log *changelog, topic, rebuilt map[string][]byte, diffs []Diff) *diffSet {
+	d := &diffSet{log: log, topic: topic, rebuilt: rebuilt, bad: make(map[string]struct{}, len(diffs))}
 	for _, x := range diffs {
 		d.bad[x.Key] = struct{}{}
 	}
@@ -380,7 +447,7 @@ func (d *diffSet) touch(keys []string) {
 	for _, k := range keys {
 		t, inTopic := d.topic[k]
 		v, inRebuilt := d.rebuilt[k]
-		if inTopic == inRebuilt && (!inTopic || sameValue(k, t, v)) {
+		if inTopic == inRebuilt && (!inTopic || d.log.same(k, t, v)) {
 			delete(d.bad, k)
 		} else {
 			d.bad[k] = struct{}{}
@@ -401,11 +468,12 @@ func (r *stateRun) apply(ctx context.Context, b *rebuild, p int32, from, end int
 	return err
 }
 
-// readState reads partition p of the state topic as a sequencer restores
-// it: the committed records up to its end, the latest value per key.
+// readState reads partition p of the target's state topic as its writer
+// restores it: the committed records up to its end, the latest value per
+// key.
 func (r *stateRun) readState(ctx context.Context, p int32) (map[string][]byte, int, error) {
 	m := map[string][]byte{}
-	n, err := pipeline.ReadChangelog(ctx, r.o.Kafka, r.o.Layout.StateTopic, p, func(k, v []byte) {
+	n, err := pipeline.ReadChangelog(ctx, r.o.Kafka, r.t.topic, p, func(k, v []byte) {
 		if v == nil {
 			delete(m, string(k))
 		} else {
@@ -413,7 +481,7 @@ func (r *stateRun) readState(ctx context.Context, p int32) (map[string][]byte, i
 		}
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("replay: read %s/%d: %w", r.o.Layout.StateTopic, p, err)
+		return nil, 0, fmt.Errorf("replay: read %s/%d: %w", r.t.topic, p, err)
 	}
 	return m, n, nil
 }
@@ -470,7 +538,7 @@ func (r *stateRun) partition(ctx context.Context, p int32) (StatePartition, erro
 			}
 			if now > end {
 				moving = true
-				set := newDiffSet(topic, b.keys, diffs)
+				set := newDiffSet(sequencerChangelog(), topic, b.keys, diffs)
 				matched := int64(-1)
 				if err := r.apply(ctx, b, p, end, now, func(off int64, touched []string) bool {
 					set.touch(touched)
@@ -503,20 +571,9 @@ func (r *stateRun) partition(ctx context.Context, p int32) (StatePartition, erro
 	}
 	sp.Records, sp.Undecodable, sp.Keys, sp.TopicKeys = b.records, b.bad, len(b.keys), len(topic)
 
-	if o.Write && len(diffs) > 0 {
-		if err := r.write(ctx, p, diffs, b.times); err != nil {
+	if o.Write {
+		if diffs, err = r.writeDiffs(ctx, &sp, sequencerChangelog(), diffs, b.folded); err != nil {
 			return sp, err
-		}
-		m, x, d := countDiffs(diffs)
-		sp.Written = len(diffs)
-		fmt.Fprintf(o.Out, "partition %d: wrote %d records to %s (%d missing keys, %d different, %d extra deleted)\n", p, len(diffs), o.Layout.StateTopic, m, d, x)
-		diffs = nil
-		if o.Verify {
-			if topic, _, err = r.readState(ctx, p); err != nil {
-				return sp, err
-			}
-			sp.TopicKeys = len(topic)
-			diffs = compare(p, topic, b.keys)
 		}
 	}
 	if o.Write && o.CommitOffsets && !committed {
@@ -529,52 +586,93 @@ func (r *stateRun) partition(ctx context.Context, p int32) (StatePartition, erro
 		if moving && len(diffs) > 0 {
 			fmt.Fprintf(o.Out, "partition %d: note: the sequencers kept committing while it was compared; some differences may be their latest changes (stop them for an exact comparison)\n", p)
 		}
-		for i, d := range diffs {
-			if o.MaxDiffs > 0 && i >= o.MaxDiffs {
-				fmt.Fprintf(o.Out, "partition %d: ... and %d more differences (--max-diffs 0 prints all)\n", p, len(diffs)-i)
-				break
-			}
-			writeDiff(o.Out, d)
-		}
-		sp.Missing, sp.Extra, sp.Different = countDiffs(diffs)
+		r.printDiffs(&sp, diffs)
 	}
 
-	upto := "the log's stable end (the sequencer group has no committed offset here)"
-	if committed {
-		upto = "the committed offset of " + o.SequencerGroup
-	}
-	line := fmt.Sprintf("partition %d: group log offsets %d-%d (to %s): %d records", p, sp.LogStart, sp.End, upto, sp.Records)
-	if sp.Undecodable > 0 {
-		line += fmt.Sprintf(" (%d undecodable, skipped)", sp.Undecodable)
-	}
-	line += fmt.Sprintf(", %d keys rebuilt", sp.Keys)
+	line := r.rebuiltLine(sp)
 	if sp.OffsetCommitted {
 		line += fmt.Sprintf("; committed offset %d for %s", sp.End, o.SequencerGroup)
 	}
 	if o.Verify {
-		line += fmt.Sprintf("; %s has %d keys: ", o.Layout.StateTopic, sp.TopicKeys)
-		if sp.Differences() == 0 {
-			line += "identical"
-		} else {
-			line += fmt.Sprintf("%s (%d missing, %d different, %d extra)", plural(sp.Differences(), "difference"), sp.Missing, sp.Different, sp.Extra)
-		}
+		line += r.verifiedLine(sp, "identical")
 	}
 	fmt.Fprintln(o.Out, line)
 	return sp, nil
 }
 
-// write produces what makes partition p of the state topic equal to the
-// rebuilt state: the rebuilt value of each missing or different key, a
-// tombstone for each extra one.
+// writeDiffs writes the differences of partition sp.Partition (write) and
+// reports them; with Verify it returns the differences left after the
+// write, read back from the topic.
+func (r *stateRun) writeDiffs(ctx context.Context, sp *StatePartition, log *changelog, diffs []Diff, rebuilt folded) ([]Diff, error) {
+	if len(diffs) == 0 {
+		return diffs, nil
+	}
+	p := sp.Partition
+	if err := r.write(ctx, p, diffs, rebuilt.times); err != nil {
+		return nil, err
+	}
+	m, x, d := countDiffs(diffs)
+	sp.Written = len(diffs)
+	fmt.Fprintf(r.o.Out, "partition %d: wrote %d records to %s (%d missing keys, %d different, %d extra deleted)\n", p, len(diffs), r.t.topic, m, d, x)
+	if !r.o.Verify {
+		return nil, nil
+	}
+	topic, _, err := r.readState(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	sp.TopicKeys = len(topic)
+	return log.compare(p, topic, rebuilt.keys), nil
+}
+
+// printDiffs prints a partition's differences (at most MaxDiffs) and
+// counts them into sp.
+func (r *stateRun) printDiffs(sp *StatePartition, diffs []Diff) {
+	for i, d := range diffs {
+		if r.o.MaxDiffs > 0 && i >= r.o.MaxDiffs {
+			fmt.Fprintf(r.o.Out, "partition %d: ... and %d more differences (--max-diffs 0 prints all)\n", sp.Partition, len(diffs)-i)
+			break
+		}
+		writeDiff(r.o.Out, d)
+	}
+	sp.Missing, sp.Extra, sp.Different = countDiffs(diffs)
+}
+
+// rebuiltLine starts a partition's report line: what was rebuilt.
+func (r *stateRun) rebuiltLine(sp StatePartition) string {
+	upto := "the log's stable end (the sequencer group has no committed offset here)"
+	if sp.Committed {
+		upto = "the committed offset of " + r.o.SequencerGroup
+	}
+	line := fmt.Sprintf("partition %d: group log offsets %d-%d (to %s): %d records", sp.Partition, sp.LogStart, sp.End, upto, sp.Records)
+	if sp.Undecodable > 0 {
+		line += fmt.Sprintf(" (%d undecodable, skipped)", sp.Undecodable)
+	}
+	return line + fmt.Sprintf(", %d keys rebuilt", sp.Keys)
+}
+
+// verifiedLine is the comparison's part of a partition's report line;
+// same says how a partition without differences compares.
+func (r *stateRun) verifiedLine(sp StatePartition, same string) string {
+	line := fmt.Sprintf("; %s has %d keys: ", r.t.topic, sp.TopicKeys)
+	if sp.Differences() == 0 {
+		return line + same
+	}
+	return line + fmt.Sprintf("%s (%d missing, %d different, %d extra)", plural(sp.Differences(), "difference"), sp.Missing, sp.Different, sp.Extra)
+}
+
+// write produces what makes partition p of the target's state topic
+// equal to the rebuilt state: the rebuilt value of each missing or
+// different key, a tombstone for each extra one.
 func (r *stateRun) write(ctx context.Context, p int32, diffs []Diff, times map[string]int64) error {
-	o := r.o
+	o, topic := r.o, r.t.topic
 	if !o.Force {
 		// A state topic that was empty at the start may have been
 		// written since; only this run's own earlier writes are fine.
 		if pc, ok := r.cp.has(p); !ok || !pc.Writing {
 			for _, d := range diffs {
 				if d.Kind != Missing {
-					return fmt.Errorf("replay: %w: %s/%d got records since the start of the run (refusing to overwrite them without --force)", ErrNotEmpty, o.Layout.StateTopic, p)
+					return fmt.Errorf("replay: %w: %s/%d got records since the start of the run (refusing to overwrite them without --force)", ErrNotEmpty, topic, p)
 				}
 			}
 		}
@@ -587,7 +685,7 @@ func (r *stateRun) write(ctx context.Context, p int32, diffs []Diff, times map[s
 	if r.prod == nil {
 		cl, err := kgo.NewClient(append(o.Kafka.Opts(),
 			kgo.RecordPartitioner(kgo.ManualPartitioner()),
-			kgo.DefaultProduceTopic(o.Layout.StateTopic),
+			kgo.DefaultProduceTopic(topic),
 		)...)
 		if err != nil {
 			return fmt.Errorf("replay: producer: %w", err)
@@ -596,7 +694,7 @@ func (r *stateRun) write(ctx context.Context, p int32, diffs []Diff, times map[s
 	}
 	batch := pipeline.NewProduceBatch(r.prod)
 	for _, d := range diffs {
-		rec := &kgo.Record{Topic: o.Layout.StateTopic, Partition: p, Key: []byte(d.Key)}
+		rec := &kgo.Record{Topic: topic, Partition: p, Key: []byte(d.Key)}
 		if d.Kind != Extra {
 			rec.Value = d.Rebuilt
 			rec.Timestamp = time.UnixMilli(times[d.Key])
@@ -604,35 +702,35 @@ func (r *stateRun) write(ctx context.Context, p int32, diffs []Diff, times map[s
 		batch.Produce(ctx, rec)
 	}
 	if err := batch.Wait(); err != nil {
-		return fmt.Errorf("replay: write %s/%d: %w (rerun with the same --checkpoint to finish)", o.Layout.StateTopic, p, err)
+		return fmt.Errorf("replay: write %s/%d: %w (rerun with the same --checkpoint to finish)", topic, p, err)
 	}
 	return nil
 }
 
-// commitOffset commits the sequencer group's offset end in partition p
-// of the group log, once the partition's state is written: sequencers
-// resume there, after the rebuilt log.
+// commitOffset commits the target writer's offset end in partition p of
+// the topic it reads, once the partition's state is written: the writers
+// resume there, after what was rebuilt.
 func (r *stateRun) commitOffset(ctx context.Context, p int32, end int64) error {
-	o := r.o
-	c, err := r.committed(ctx)
+	t := r.t
+	c, err := committedOffsets(ctx, r.adm, t.writer, t.offsets)
 	if err != nil {
 		return err
 	}
 	if at, ok := c[p]; ok {
-		// Someone else committed since the run looked: a sequencer
-		// that started owns what comes after, so leave it alone.
-		return fmt.Errorf("replay: the sequencer group %s committed offset %d in %s/%d during the run: did a sequencer start? (not committing %d)",
-			o.SequencerGroup, at, o.Layout.GroupTopic, p, end)
+		// Someone else committed since the run looked: a writer that
+		// started owns what comes after, so leave it alone.
+		return fmt.Errorf("replay: the %s group %s committed offset %d in %s/%d during the run: did a %s start? (not committing %d)",
+			t.role, t.writer, at, t.offsets, p, t.role, end)
 	}
 	var os kadm.Offsets
-	os.Add(kadm.Offset{Topic: o.Layout.GroupTopic, Partition: p, At: end, LeaderEpoch: -1})
-	resp, err := r.adm.CommitOffsets(ctx, o.SequencerGroup, os)
+	os.Add(kadm.Offset{Topic: t.offsets, Partition: p, At: end, LeaderEpoch: -1})
+	resp, err := r.adm.CommitOffsets(ctx, t.writer, os)
 	if err == nil {
 		err = resp.Error()
 	}
 	if err != nil {
-		return fmt.Errorf("replay: commit offset %d of the sequencer group %s in %s/%d: %w (rerun with the same --checkpoint to finish)",
-			end, o.SequencerGroup, o.Layout.GroupTopic, p, err)
+		return fmt.Errorf("replay: commit offset %d of the %s group %s in %s/%d: %w (rerun with the same --checkpoint to finish)",
+			end, t.role, t.writer, t.offsets, p, err)
 	}
 	return nil
 }
