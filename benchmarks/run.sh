@@ -9,11 +9,13 @@
 #   EDGES=3 benchmarks/run.sh ...     `causeway dev --edges 3` (default 2)
 #   benchmarks/run.sh -suite [...]    the whole suite (make bench, under 15 min on 2 cores):
 #                                     benchmarks/cmd/suite, fan-out ramp against the floor and
-#                                     Causeway, receipts, idle memory, recovery, signaling;
+#                                     Causeway (and group sizes 2, 10, 1000), scaling (split
+#                                     processes: 1-4 edges, 1-4 sequencers, Kafka records per
+#                                     message), receipts, idle memory, recovery, signaling;
 #                                     results, tables and plots in benchmarks/results/latest/
 #   benchmarks/run.sh -quick [...]    the CI smoke run (make bench-quick, about a minute): suite
-#                                     -quick (floor and Causeway fan-out, receipts for 2 and 10
-#                                     members, 500 idle connections), then a few seconds of call
+#                                     -quick (floor and Causeway fan-out, one small scaling point,
+#                                     receipts for 2 and 10 members, 500 idle connections), then a few seconds of call
 #                                     setup (callsetup -quick); exits 1 on loss or failure,
 #                                     numbers not judged; results in test-output/
 #
@@ -60,7 +62,7 @@ if [ "$mode" != loadgen ]; then
 		./benchmarks/cmd/receipts ./benchmarks/cmd/idle ./benchmarks/cmd/edgehost \
 		./benchmarks/cmd/recovery ./benchmarks/cmd/callsetup
 	if [ "$mode" = suite ]; then
-		"$tmp/suite" -bin "$tmp" -scenarios "${SCENARIOS:-fanout,receipts,idle,recovery,signaling}" "$@"
+		"$tmp/suite" -bin "$tmp" -scenarios "${SCENARIOS:-fanout,scaling,receipts,idle,recovery,signaling}" "$@"
 	else
 		"$tmp/suite" -quick -bin "$tmp" "$@"
 		"$tmp/callsetup" -quick -causeway "$tmp/causeway" -out test-output/callsetup-quick.json

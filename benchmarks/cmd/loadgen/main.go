@@ -15,7 +15,6 @@ import (
 	"flag"
 	"fmt"
 	"github.com/causeway/causeway/benchmarks/internal/machine"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -32,6 +31,8 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/causeway/causeway/benchmarks/internal/kafkacount"
+	"github.com/causeway/causeway/benchmarks/internal/procs"
 	"github.com/causeway/causeway/edge"
 	"github.com/causeway/causeway/edge/client"
 	"github.com/causeway/causeway/pipeline/devcluster"
@@ -68,6 +69,10 @@ var (
 	withRollup = flag.Bool("rollup", true, "in-process cluster: run the rollup (read receipts) too, as `causeway dev` does; false leaves it out")
 	serverPID  = flag.Int("pid", 0, "PID of the server process on this machine (causeway dev, the floor): its CPU and RSS during the window go into the report")
 	label      = flag.String("label", "", "name of the target (e.g. causeway, floor), recorded in the report")
+	pids       = flag.String("pids", "", "name=pid,... of the cluster's processes on this machine (a split cluster): each one's CPU and RSS during the window go into the report (processes)")
+	metricsURL = flag.String("metrics", "", "comma-separated http://host:port of other /metrics to scrape with the edges' (sequencers, rollup)")
+	readEvery  = flag.Int("read-every", 0, "every member sends `read` with the seq of every Nth message it receives (0: no reads): read receipts for the rollup")
+	kafka      = flag.String("kafka", "", "the cluster's Kafka brokers: count what each topic took during the window (high-watermark deltas, read back by kind) into the report (kafka)")
 )
 
 // member is one connection: a user that joined one group and subscribed.
@@ -84,6 +89,9 @@ type member struct {
 	measured   int64 // deliveries of measured messages
 	unexpected int64 // malformed bodies
 	live       atomic.Bool
+	// reads carries the seq to mark read (-read-every) to the member's
+	// reader-of-reads goroutine, coalesced: only the latest waits.
+	reads chan uint64
 }
 
 // shard is a slice of the latency histogram; members record into
@@ -110,6 +118,9 @@ type run struct {
 	inWindow    atomic.Int64 // deliveries received during the measured window
 	sent        atomic.Int64 // sends acknowledged (measured messages only)
 	sentAll     atomic.Int64 // sends issued (any)
+	reads       atomic.Int64 // reads acked (any time)
+	readsWin    atomic.Int64 // reads acked during the measured window
+	readErrs    atomic.Int64
 	sendErrs    atomic.Int64
 	outstanding atomic.Int64
 	disconnects atomic.Int64
@@ -144,18 +155,23 @@ type Report struct {
 		DurationSec float64 `json:"duration_sec"`
 		WarmupSec   float64 `json:"warmup_sec"`
 	} `json:"config"`
-	OfferedDeliveriesPerSec float64            `json:"offered_deliveries_per_sec"`
-	SentMsgsPerSec          float64            `json:"sent_msgs_per_sec"`
-	DeliveredPerSec         float64            `json:"delivered_per_sec"`
-	Sent                    int64              `json:"sent"`
-	ExpectedDeliveries      int64              `json:"expected_deliveries"`
-	ReceivedDeliveries      int64              `json:"received_deliveries"`
-	Lost                    int64              `json:"lost"`
-	Duplicates              int64              `json:"duplicates"`
-	Gaps                    int64              `json:"gaps"`
-	SendErrors              int64              `json:"send_errors"`
-	SendErrorKinds          map[string]int     `json:"send_error_kinds,omitempty"`
-	Disconnects             int64              `json:"disconnects"`
+	OfferedDeliveriesPerSec float64        `json:"offered_deliveries_per_sec"`
+	SentMsgsPerSec          float64        `json:"sent_msgs_per_sec"`
+	DeliveredPerSec         float64        `json:"delivered_per_sec"`
+	Sent                    int64          `json:"sent"`
+	ExpectedDeliveries      int64          `json:"expected_deliveries"`
+	ReceivedDeliveries      int64          `json:"received_deliveries"`
+	Lost                    int64          `json:"lost"`
+	Duplicates              int64          `json:"duplicates"`
+	Gaps                    int64          `json:"gaps"`
+	SendErrors              int64          `json:"send_errors"`
+	SendErrorKinds          map[string]int `json:"send_error_kinds,omitempty"`
+	Disconnects             int64          `json:"disconnects"`
+	// Reads: read frames acked (-read-every), ReadsPerSec those acked
+	// during the window per second, ReadErrors failed ones.
+	Reads                   int64              `json:"reads,omitempty"`
+	ReadsPerSec             float64            `json:"reads_per_sec,omitempty"`
+	ReadErrors              int64              `json:"read_errors,omitempty"`
 	LatencyMs               map[string]float64 `json:"latency_ms"`
 	AckLatencyMs            map[string]float64 `json:"ack_latency_ms"`
 	CPUSeconds              float64            `json:"cpu_seconds"`
@@ -182,10 +198,16 @@ type Report struct {
 	OutstandingSendsAtFinish int64   `json:"outstanding_sends_at_finish"`
 	// Server is the -pid process during the measured window.
 	Server *ServerUsage `json:"server,omitempty"`
+	// Processes are the -pids processes during the window.
+	Processes []ServerUsage `json:"processes,omitempty"`
+	// Kafka is what the window wrote to each topic (-kafka).
+	Kafka *kafkacount.Report `json:"kafka,omitempty"`
 }
 
-// ServerUsage is what the server process (-pid) used during the window.
+// ServerUsage is what the server process (-pid, or one of -pids) used
+// during the window.
 type ServerUsage struct {
+	Name                    string  `json:"name,omitempty"`
 	PID                     int     `json:"pid"`
 	CPUSeconds              float64 `json:"cpu_seconds"`
 	CPUCores                float64 `json:"cpu_cores"`
@@ -257,6 +279,8 @@ func validate() error {
 		return errors.New("-duration must be positive, -warmup and -drain not negative")
 	case *inflight < 1 || *dialPar < 1:
 		return errors.New("-inflight and -dial-concurrency must be at least 1")
+	case *pids != "" && parsePIDs(*pids) == nil:
+		return errors.New("-pids must be name=pid,...")
 	case *urls != "" && *secret == "":
 		return errors.New("-url needs -secret to mint tokens")
 	case *urls == "" && *edges < 1:
@@ -395,6 +419,18 @@ func bench(ctx context.Context) (*Report, error) {
 
 	var cpu0, cpu1, srv0, srv1 time.Duration
 	var m0, m1 map[string]float64
+	procList := parsePIDs(*pids)
+	proc0, proc1 := make([]time.Duration, len(procList)), make([]time.Duration, len(procList))
+	var kafka0, kafka1 kafkacount.Offsets
+	var kafkaErr error
+	var lister *kafkacount.Lister
+	if *kafka != "" {
+		if lister, kafkaErr = kafkacount.NewLister(*kafka); kafkaErr == nil {
+			defer lister.Close()
+			_, kafkaErr = lister.EndOffsets(ctx) // connect before the window
+		}
+	}
+	metricBases := httpBases(edgeURLs, *metricsURL)
 	var busy0, busy1, irq0, irq1 time.Duration
 	var profFile *os.File
 	windowDone := make(chan struct{})
@@ -414,11 +450,24 @@ func bench(ctx context.Context) (*Report, error) {
 		}
 		cpu0, srv0 = cpuTime(), machine.ProcCPU(*serverPID)
 		busy0, irq0 = machine.Busy()
-		m0 = clusterMetrics(edgeURLs, seqMetrics)
+		for i, p := range procList {
+			proc0[i] = machine.ProcCPU(p.PID)
+		}
+		// The same order at both edges: metrics, then the Kafka snapshot.
+		m0 = clusterMetrics(metricBases, seqMetrics)
+		if lister != nil && kafkaErr == nil {
+			kafka0, kafkaErr = lister.EndOffsets(ctx)
+		}
 		sleepUntil(ctx, mEnd)
 		cpu1, srv1 = cpuTime(), machine.ProcCPU(*serverPID)
 		busy1, irq1 = machine.Busy()
-		m1 = clusterMetrics(edgeURLs, seqMetrics)
+		for i, p := range procList {
+			proc1[i] = machine.ProcCPU(p.PID)
+		}
+		m1 = clusterMetrics(metricBases, seqMetrics)
+		if lister != nil && kafkaErr == nil {
+			kafka1, kafkaErr = lister.EndOffsets(ctx)
+		}
 		if profFile != nil {
 			pprof.StopCPUProfile()
 			_ = profFile.Close()
@@ -477,6 +526,10 @@ func bench(ctx context.Context) (*Report, error) {
 	}
 	r.errMu.Unlock()
 	rep.Disconnects = r.disconnects.Load()
+	rep.Reads, rep.ReadErrors, rep.ReadsPerSec = r.reads.Load(), r.readErrs.Load(), float64(r.readsWin.Load())/dur
+	if rep.ReadErrors > 0 {
+		rep.Failures = append(rep.Failures, fmt.Sprintf("%d read errors", rep.ReadErrors))
+	}
 	rep.LatencyMs = quantiles(h)
 	r.ackMu.Lock()
 	rep.AckLatencyMs = quantiles(r.ackH)
@@ -493,13 +546,21 @@ func bench(ctx context.Context) (*Report, error) {
 		rep.CPUSecPer1000Deliveries = cpu.Seconds() / (float64(rep.ReceivedInWindow) / 1000)
 	}
 	if *serverPID > 0 && srv1 > 0 {
-		st := machine.ProcStatus(*serverPID)
-		su := &ServerUsage{PID: *serverPID, CPUSeconds: (srv1 - srv0).Seconds(), CPUCores: (srv1 - srv0).Seconds() / dur,
-			RSSMiBEnd: float64(st.RSSKiB) / 1024, HWMMiB: float64(st.HWMKiB) / 1024, Threads: st.Threads}
-		if rep.ReceivedInWindow > 0 {
-			su.CPUSecPer1000Deliveries = su.CPUSeconds / (float64(rep.ReceivedInWindow) / 1000)
+		su := usage("", *serverPID, srv1-srv0, dur, rep.ReceivedInWindow)
+		rep.Server = &su
+	}
+	for i, p := range procList {
+		rep.Processes = append(rep.Processes, usage(p.Name, p.PID, proc1[i]-proc0[i], dur, rep.ReceivedInWindow))
+	}
+	if *kafka != "" {
+		if kafkaErr == nil {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			rep.Kafka, kafkaErr = kafkacount.Count(cctx, *kafka, kafka0, kafka1)
+			cancel()
 		}
-		rep.Server = su
+		if kafkaErr != nil {
+			rep.Failures = append(rep.Failures, "counting Kafka records: "+kafkaErr.Error())
+		}
 	}
 	rep.MaxRSSMiB = maxRSSMiB()
 	rep.ClusterPerSec = map[string]float64{}
@@ -511,7 +572,7 @@ func bench(ctx context.Context) (*Report, error) {
 	if tx := rep.ClusterPerSec[`causeway_sequencer_transactions_total{outcome="committed"}`]; tx > 0 {
 		rep.RecordsPerTxn = rep.ClusterPerSec["causeway_sequencer_records_total"] / tx
 	}
-	if final := clusterMetrics(edgeURLs, nil); final["causeway_edge_slow_consumer_disconnects_total"]+final["floor_slow_consumer_disconnects_total"] > 0 {
+	if final := clusterMetrics(httpBases(edgeURLs, ""), nil); final["causeway_edge_slow_consumer_disconnects_total"]+final["floor_slow_consumer_disconnects_total"] > 0 {
 		rep.Failures = append(rep.Failures, fmt.Sprintf("%.0f slow-consumer disconnects on the edges",
 			final["causeway_edge_slow_consumer_disconnects_total"]+final["floor_slow_consumer_disconnects_total"]))
 	}
@@ -609,6 +670,10 @@ func (r *run) setup(ctx context.Context, m *member, url string, secret []byte) e
 	m.c = c
 	go r.read(m)
 	group := r.groupIDs[m.group]
+	if *readEvery > 0 {
+		m.reads = make(chan uint64, 1)
+		go r.markRead(m, group)
+	}
 	if err := c.Join(ctx, group); err != nil {
 		return fmt.Errorf("join %s: %w", group, err)
 	}
@@ -645,6 +710,16 @@ func (r *run) tap(m *member, line []byte) bool {
 	}
 	if !isMsg {
 		return false
+	}
+	if m.reads != nil && m.lastSeq%uint64(*readEvery) == 0 {
+		select { // coalesce: a newer seq replaces one not sent yet
+		case <-m.reads:
+		default:
+		}
+		select {
+		case m.reads <- m.lastSeq:
+		default:
+		}
 	}
 	i := bytes.Index(line, []byte(`"body":`))
 	if i < 0 {
@@ -690,6 +765,31 @@ func fieldUint(line []byte, key string) uint64 {
 		v = v*10 + uint64(c-'0')
 	}
 	return v
+}
+
+// markRead sends `read` for the seqs tap hands it (-read-every), one at
+// a time, until the connection ends.
+func (r *run) markRead(m *member, group string) {
+	for {
+		select {
+		case seq := <-m.reads:
+			ctx, cancel := context.WithTimeout(context.Background(), *sendTO)
+			err := m.c.Read(ctx, group, seq)
+			cancel()
+			if err != nil {
+				if !r.stopping.Load() {
+					r.readErrs.Add(1)
+				}
+				continue
+			}
+			r.reads.Add(1)
+			if now := time.Now().UnixNano(); now >= r.measureStart.Load() && now < r.measureEnd.Load() {
+				r.readsWin.Add(1)
+			}
+		case <-m.c.Done():
+			return
+		}
+	}
 }
 
 // read drains the member's remaining events (everything tap passes on)
@@ -915,6 +1015,17 @@ result               %s
 		serverLine(rep.Server),
 		rep.OtherCPUCores, rep.LoadAvg, noisy(rep),
 		passText(rep))
+	for _, u := range rep.Processes {
+		fmt.Printf("process %-12s %s\n", u.Name, serverLine(&u))
+	}
+	if k := rep.Kafka; k != nil {
+		fmt.Printf("kafka                %d messages (group-log sends) in the window; delivery records with the msg: %d (max %d for one message)\n",
+			k.Messages, k.MsgDeliveries, k.MaxDeliveriesPerMessage)
+		for _, t := range k.Topics {
+			o, r, m, b := k.Per(t)
+			fmt.Printf("  %-16s per message: %.2f offsets = %.2f records + %.2f markers, %.0f bytes\n", t.Role, o, r, m, b)
+		}
+	}
 }
 
 func serverLine(s *ServerUsage) string {
@@ -934,30 +1045,61 @@ func passText(rep *Report) string {
 
 func writeJSON(path string, rep *Report) error { return machine.WriteJSON(path, rep) }
 
-// clusterMetrics scrapes every edge's /metrics (derived from its WebSocket
-// URL) and, if given, the in-process sequencer's, summing counters by name
-// and labels across edges.
-func clusterMetrics(urls []string, seq func() map[string]float64) map[string]float64 {
-	sum := map[string]float64{}
-	hc := &http.Client{Timeout: 2 * time.Second}
-	for _, u := range urls {
-		mu := strings.Replace(strings.Replace(u, "wss://", "https://", 1), "ws://", "http://", 1)
-		if i := strings.Index(mu[len("https://"):], "/"); i >= 0 {
-			mu = mu[:len("https://")+i]
-		}
-		resp, err := hc.Get(mu + "/metrics")
-		if err != nil {
-			continue
-		}
-		b, err := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusOK {
-			continue
-		}
-		for k, v := range parseMetrics(b) {
-			sum[k] += v
+// usage is what process pid used during the window: cpu over dur seconds
+// in which received deliveries arrived, and its memory now.
+func usage(name string, pid int, cpu time.Duration, dur float64, received int64) ServerUsage {
+	st := machine.ProcStatus(pid)
+	u := ServerUsage{Name: name, PID: pid, CPUSeconds: cpu.Seconds(), CPUCores: cpu.Seconds() / dur,
+		RSSMiBEnd: float64(st.RSSKiB) / 1024, HWMMiB: float64(st.HWMKiB) / 1024, Threads: st.Threads}
+	if received > 0 {
+		u.CPUSecPer1000Deliveries = u.CPUSeconds / (float64(received) / 1000)
+	}
+	return u
+}
+
+// httpBases are the http(s)://host:port of the edges' WebSocket URLs,
+// then the comma-separated extra ones.
+func httpBases(wsURLs []string, extra string) []string {
+	var out []string
+	for _, u := range wsURLs {
+		out = append(out, procs.HTTPBase(u))
+	}
+	for _, u := range strings.Split(extra, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, strings.TrimSuffix(u, "/"))
 		}
 	}
+	return out
+}
+
+// namedPID is one of -pids.
+type namedPID struct {
+	Name string
+	PID  int
+}
+
+// parsePIDs parses name=pid,...; nil if malformed.
+func parsePIDs(s string) []namedPID {
+	var out []namedPID
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, v, ok := strings.Cut(f, "=")
+		pid, err := strconv.Atoi(v)
+		if !ok || n == "" || err != nil || pid <= 0 {
+			return nil
+		}
+		out = append(out, namedPID{n, pid})
+	}
+	return out
+}
+
+// clusterMetrics scrapes /metrics of every base (the edges', and any
+// given with -metrics) and, if given, the in-process sequencer's, summing
+// counters by name and labels across processes.
+func clusterMetrics(bases []string, seq func() map[string]float64) map[string]float64 {
+	sum := procs.ScrapeMetrics(bases...)
 	if seq != nil {
 		for k, v := range seq() {
 			sum[k] += v
@@ -969,27 +1111,7 @@ func clusterMetrics(urls []string, seq func() map[string]float64) map[string]flo
 func gatherText(h http.Handler) map[string]float64 {
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	return parseMetrics(rec.Body.Bytes())
-}
-
-// parseMetrics reads the Prometheus text format: "name{labels} value".
-func parseMetrics(b []byte) map[string]float64 {
-	out := map[string]float64{}
-	for _, l := range strings.Split(string(b), "\n") {
-		if l == "" || l[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(l, ' ')
-		if i <= 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(l[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		out[l[:i]] += v
-	}
-	return out
+	return procs.ParseMetrics(rec.Body.Bytes())
 }
 
 func clusterLine(rep *Report) string {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/causeway/causeway/benchmarks/internal/kafkacount"
 	"github.com/causeway/causeway/benchmarks/internal/machine"
 	"github.com/causeway/causeway/benchmarks/internal/procs"
 )
@@ -30,12 +31,31 @@ type Fanout struct {
 	Points     []Point                `json:"points"`
 	Saturation map[string]*Saturation `json:"saturation"`
 	Ratios     []Ratio                `json:"ratios_to_floor"`
-	Failures   []string               `json:"failures,omitempty"`
+	// Sizes are the other group sizes (-sizes): -size-conns connections
+	// in groups of each size, floor then Causeway at each of -size-rates
+	// (offered deliveries/s), a target leaving a size at its first rate
+	// whose throughput fails. Their points are in Points too (Members
+	// tells them apart), their ratios in Ratios.
+	Sizes    *SizesConfig `json:"sizes,omitempty"`
+	Failures []string     `json:"failures,omitempty"`
+}
+
+// SizesConfig is how the other group sizes were run.
+type SizesConfig struct {
+	Sizes       []int   `json:"sizes"`
+	Conns       int     `json:"connections"`
+	Rates       []int   `json:"rates"`
+	WarmupSec   float64 `json:"warmup_sec"`
+	DurationSec float64 `json:"duration_sec"`
 }
 
 // Point is one loadgen run.
 type Point struct {
-	Target            string             `json:"target"`
+	Target string `json:"target"`
+	// Groups x Members is the point's shape (zero in reports from before
+	// the group sizes: the ramp's -groups x -members).
+	Groups            int                `json:"groups,omitempty"`
+	Members           int                `json:"members,omitempty"`
 	Offered           float64            `json:"offered_deliveries_per_sec"`
 	RatePerGroup      float64            `json:"rate_per_group"`
 	File              string             `json:"file"`
@@ -93,8 +113,9 @@ type Saturation struct {
 	NotReached bool `json:"not_reached,omitempty"`
 }
 
-// Ratio is Causeway / floor at one offered rate.
+// Ratio is Causeway / floor at one offered rate and group size.
 type Ratio struct {
+	Members   int     `json:"members,omitempty"`
 	Offered   float64 `json:"offered_deliveries_per_sec"`
 	Delivered float64 `json:"delivered"`
 	P50       float64 `json:"p50"`
@@ -116,7 +137,18 @@ type loadgenReport struct {
 	IRQCPUCores             float64            `json:"irq_cpu_cores"`
 	Failures                []string           `json:"failures"`
 	ClusterPerSec           map[string]float64 `json:"cluster_per_sec"`
-	Server                  *struct {
+	SentMsgsPerSec          float64            `json:"sent_msgs_per_sec"`
+	Duplicates              int64              `json:"duplicates"`
+	ReadsPerSec             float64            `json:"reads_per_sec"`
+	Gaps                    int64              `json:"gaps"`
+	Processes               []struct {
+		Name                    string  `json:"name"`
+		CPUCores                float64 `json:"cpu_cores"`
+		CPUSecPer1000Deliveries float64 `json:"cpu_sec_per_1000_deliveries"`
+		RSSMiBEnd               float64 `json:"rss_mib_end"`
+	} `json:"processes"`
+	Kafka  *kafkacount.Report `json:"kafka"`
+	Server *struct {
 		CPUCores                float64 `json:"cpu_cores"`
 		CPUSecPer1000Deliveries float64 `json:"cpu_sec_per_1000_deliveries"`
 		RSSMiBEnd               float64 `json:"rss_mib_end"`
@@ -145,6 +177,7 @@ func runFanout(ctx context.Context, b *bins, tmp string) (*Fanout, error) {
 			f.Saturation[t] = &Saturation{}
 		}
 	}
+	main := shape{*groups, *members, *warmup, *duration}
 	done := map[string]bool{}
 	for _, r := range rs {
 		for _, t := range c.Targets {
@@ -154,25 +187,7 @@ func runFanout(ctx context.Context, b *bins, tmp string) (*Fanout, error) {
 			if ctx.Err() != nil {
 				return f, ctx.Err()
 			}
-			// A point during which other processes took CPU is run
-			// again; the quietest attempt is kept (its JSON too).
-			var p Point
-			for a := 1; ; a++ {
-				wait := waitQuiet(ctx)
-				q := runPoint(ctx, b, tmp, t, r)
-				q.QuietWaitSec = wait.Seconds()
-				q.Noisy = q.ForeignCores > *maxForeign
-				if a == 1 || q.ForeignCores < p.ForeignCores {
-					p = q
-					keepAttempt(p.File)
-				}
-				p.Attempts = a
-				if !q.Noisy || a > *retries || ctx.Err() != nil {
-					break
-				}
-				fmt.Printf("  fanout %-8s offered %7.0f/s: other processes took %.2f cores during the window; running it again\n", t, q.Offered, q.ForeignCores)
-			}
-			restoreKept(p.File)
+			p := runQuietPoint(ctx, b, tmp, t, r, main)
 			f.Points = append(f.Points, p)
 			sat := f.Saturation[t]
 			sat.PeakDelivered = math.Max(sat.PeakDelivered, p.Delivered)
@@ -185,9 +200,6 @@ func runFanout(ctx context.Context, b *bins, tmp string) (*Fanout, error) {
 			default:
 				sat.Throughput = p.Offered
 			}
-			fmt.Printf("  fanout %-8s offered %7.0f/s: delivered %7.0f/s (%.3f)  p50 %7.1f  p99 %7.1f  p99.9 %7.1f ms  server %.2f cores (%.4f cpu-s/1k)  gen %.2f  irq %.2f  foreign %.2f%s\n",
-				t, p.Offered, p.Delivered, p.DeliveredFraction, p.LatencyMs["p50"], p.LatencyMs["p99"], p.LatencyMs["p999"],
-				p.ServerCores, p.ServerCPUPer1000, p.GeneratorCores, p.IRQCores, p.ForeignCores, satText(p))
 		}
 		if len(done) == len(c.Targets) {
 			break
@@ -196,12 +208,15 @@ func runFanout(ctx context.Context, b *bins, tmp string) (*Fanout, error) {
 	for t, sat := range f.Saturation {
 		sat.NotReached = !done[t]
 	}
+	if err := f.runSizes(ctx, b, tmp); err != nil {
+		return f, err
+	}
 	f.computeRatios()
 	// The suite fails only when the target rate itself (the first of the
 	// ramp at or above 50,000/s) loses or breaks something on Causeway;
 	// saturation at higher rates is what the ramp looks for.
 	for _, p := range f.Points {
-		if p.Target == "causeway" && p.Offered <= 50000 && (p.Error != "" || p.Lost > 0 || p.SendErrors > 0 || p.Disconnects > 0) {
+		if p.Target == "causeway" && p.Offered <= 50000 && f.isMain(p) && (p.Error != "" || p.Lost > 0 || p.SendErrors > 0 || p.Disconnects > 0) {
 			f.Failures = append(f.Failures, fmt.Sprintf("fanout causeway at %.0f/s: %s", p.Offered, firstNonEmpty(p.Error, strings.Join(p.Failures, "; "))))
 		}
 		if p.Target == "floor" && p.Error != "" {
@@ -230,12 +245,95 @@ func satText(p Point) string {
 	return ""
 }
 
+// shape is a fan-out point's groups x members and its timing.
+type shape struct {
+	groups, members  int
+	warmup, duration time.Duration
+}
+
+// runQuietPoint runs a point, again while it is noisy (-retries), and
+// keeps the quietest attempt.
+func runQuietPoint(ctx context.Context, b *bins, tmp, target string, rate int, sh shape) Point {
+	p := quietest(ctx, fmt.Sprintf("fanout %-8s offered %7d/s", target, rate),
+		func(wait time.Duration) (Point, string, float64) {
+			q := runPoint(ctx, b, tmp, target, rate, sh)
+			q.QuietWaitSec, q.Noisy = wait.Seconds(), q.ForeignCores > *maxForeign
+			return q, q.File, q.ForeignCores
+		},
+		func(q *Point, attempts int) { q.Attempts = attempts })
+	size := ""
+	if sh.members != *members {
+		size = fmt.Sprintf(" (%d x %d)", sh.groups, sh.members)
+	}
+	fmt.Printf("  fanout %-8s offered %7.0f/s%s: delivered %7.0f/s (%.3f)  p50 %7.1f  p99 %7.1f  p99.9 %7.1f ms  server %.2f cores (%.4f cpu-s/1k)  gen %.2f  irq %.2f  foreign %.2f%s\n",
+		target, p.Offered, size, p.Delivered, p.DeliveredFraction, p.LatencyMs["p50"], p.LatencyMs["p99"], p.LatencyMs["p999"],
+		p.ServerCores, p.ServerCPUPer1000, p.GeneratorCores, p.IRQCores, p.ForeignCores, satText(p))
+	return p
+}
+
+// quietest runs a point after waiting for a quiet machine (run gets the
+// wait and returns the point, its report file and the foreign CPU during
+// its window), and again while other processes took more than
+// -max-foreign cores, up to -retries more times; it keeps the quietest
+// attempt (and its files) and records the attempts with setAttempts.
+func quietest[P any](ctx context.Context, label string, run func(wait time.Duration) (P, string, float64), setAttempts func(p *P, attempts int)) P {
+	var best P
+	var bestForeign float64
+	var file string
+	for a := 1; ; a++ {
+		q, f, foreign := run(waitQuiet(ctx))
+		if a == 1 || foreign < bestForeign {
+			best, bestForeign, file = q, foreign, f
+			keepAttempt(file)
+		}
+		setAttempts(&best, a)
+		if foreign <= *maxForeign || a > *retries || ctx.Err() != nil {
+			break
+		}
+		fmt.Printf("  %s: other processes took %.2f cores during the window; running it again\n", label, foreign)
+	}
+	restoreKept(file)
+	return best
+}
+
+// loadgenArgs are the flags of one loadgen run against urls: groups x
+// members at offered deliveries/s, no -check (the caller judges).
+func loadgenArgs(urls []string, secret string, sh shape, offered int, out string) []string {
+	perGroup := float64(offered) / float64(sh.groups*sh.members)
+	args := []string{"-url", strings.Join(urls, ","), "-secret", secret,
+		"-groups", strconv.Itoa(sh.groups), "-members", strconv.Itoa(sh.members), "-body-bytes", strconv.Itoa(*bodyBytes),
+		"-rate", strconv.FormatFloat(perGroup, 'f', -1, 64),
+		"-warmup", sh.warmup.String(), "-duration", sh.duration.String(), "-drain", drain.String(),
+		"-progress", "0", "-check=false", "-out", out}
+	if *loadgenArg != "" {
+		args = append(args, strings.Fields(*loadgenArg)...)
+	}
+	return args
+}
+
+// readLoadgen runs loadgen (its log in name.log) and reads its report.
+func readLoadgen(ctx context.Context, b *bins, name string, args []string, out string) (*loadgenReport, error) {
+	rerr := runTool(ctx, name, b.loadgen, args)
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: %v: %s", rerr, procs.Tail(filepath.Join(*outDir, name+".log")))
+	}
+	var r loadgenReport
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	return &r, nil
+}
+
 // runPoint starts the target afresh, runs loadgen against it at rate
 // deliveries/s and judges the point.
-func runPoint(ctx context.Context, b *bins, tmp, target string, rate int) Point {
-	perGroup := float64(rate) / float64(*groups**members)
-	p := Point{Target: target, Offered: float64(rate), RatePerGroup: perGroup}
+func runPoint(ctx context.Context, b *bins, tmp, target string, rate int, sh shape) Point {
+	perGroup := float64(rate) / float64(sh.groups*sh.members)
+	p := Point{Target: target, Offered: float64(rate), RatePerGroup: perGroup, Groups: sh.groups, Members: sh.members}
 	name := fmt.Sprintf("fanout-%s-%d", target, rate)
+	if sh.members != *members {
+		name = fmt.Sprintf("fanout-%s-m%d-%d", target, sh.members, rate)
+	}
 	p.File = name + ".json"
 	dir := filepath.Join(tmp, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -257,23 +355,10 @@ func runPoint(ctx context.Context, b *bins, tmp, target string, rate int) Point 
 	defer srv.Stop(20 * time.Second)
 	out := filepath.Join(*outDir, p.File)
 	_ = os.Remove(out)
-	args := []string{"-url", strings.Join(srv.URLs, ","), "-secret", srv.Secret, "-pid", strconv.Itoa(srv.PID()), "-label", target,
-		"-groups", strconv.Itoa(*groups), "-members", strconv.Itoa(*members), "-body-bytes", strconv.Itoa(*bodyBytes),
-		"-rate", strconv.FormatFloat(perGroup, 'f', -1, 64),
-		"-warmup", warmup.String(), "-duration", duration.String(), "-drain", drain.String(),
-		"-progress", "0", "-check=false", "-out", out}
-	if *loadgenArg != "" {
-		args = append(args, strings.Fields(*loadgenArg)...)
-	}
-	rerr := runTool(ctx, name, b.loadgen, args)
-	raw, err := os.ReadFile(out)
+	args := append(loadgenArgs(srv.URLs, srv.Secret, sh, rate, out), "-pid", strconv.Itoa(srv.PID()), "-label", target)
+	r, err := readLoadgen(ctx, b, name, args, out)
 	if err != nil {
-		p.Error, p.Saturated, p.ThroughputFailed, p.Why = fmt.Sprintf("loadgen: %v: %s", rerr, procs.Tail(filepath.Join(*outDir, name+".log"))), true, true, "error"
-		return p
-	}
-	var r loadgenReport
-	if err := json.Unmarshal(raw, &r); err != nil {
-		p.Error, p.Saturated, p.ThroughputFailed, p.Why = "report: "+err.Error(), true, true, "error"
+		p.Error, p.Saturated, p.ThroughputFailed, p.Why = err.Error(), true, true, "error"
 		return p
 	}
 	p.Delivered = r.DeliveredPerSec
@@ -308,9 +393,12 @@ func runPoint(ctx context.Context, b *bins, tmp, target string, rate int) Point 
 	return p
 }
 
-func (f *Fanout) point(target string, offered float64) *Point {
+// isMain: p is a point of the ramp (-groups x -members), not of -sizes.
+func (f *Fanout) isMain(p Point) bool { return p.Members == 0 || p.Members == f.Config.Members }
+
+func (f *Fanout) point(target string, members int, offered float64) *Point {
 	for i := range f.Points {
-		if f.Points[i].Target == target && f.Points[i].Offered == offered && f.Points[i].Error == "" {
+		if f.Points[i].Target == target && f.Points[i].Members == members && f.Points[i].Offered == offered && f.Points[i].Error == "" {
 			return &f.Points[i]
 		}
 	}
@@ -329,11 +417,16 @@ func (f *Fanout) computeRatios() {
 		if p.Target != "causeway" || p.Error != "" {
 			continue
 		}
-		fl := f.point("floor", p.Offered)
+		fl := f.point("floor", p.Members, p.Offered)
 		if fl == nil {
 			continue
 		}
+		m := p.Members
+		if f.isMain(p) {
+			m = 0
+		}
 		f.Ratios = append(f.Ratios, Ratio{
+			Members:   m,
 			Offered:   p.Offered,
 			Delivered: div(p.Delivered, fl.Delivered),
 			P50:       div(p.LatencyMs["p50"], fl.LatencyMs["p50"]),
@@ -386,4 +479,42 @@ func restoreKept(file string) {
 			_ = os.Remove(f + ".kept")
 		}
 	}
+}
+
+// runSizes runs the other group sizes (-sizes): -size-conns connections
+// in groups of each size, floor then Causeway at each rate of
+// -size-rates, a target leaving a size at its first failed throughput.
+func (f *Fanout) runSizes(ctx context.Context, b *bins, tmp string) error {
+	if strings.TrimSpace(*fsSizes) == "" {
+		return nil
+	}
+	sizes, err := parseInts(*fsSizes)
+	if err != nil {
+		return fmt.Errorf("-sizes: %w", err)
+	}
+	rs, err := parseInts(*fsRates)
+	if err != nil {
+		return fmt.Errorf("-size-rates: %w", err)
+	}
+	f.Sizes = &SizesConfig{Sizes: sizes, Conns: *fsConns, Rates: rs, WarmupSec: fsWarmup.Seconds(), DurationSec: fsDuration.Seconds()}
+	for _, size := range sizes {
+		sh := shape{max(1, *fsConns/size), size, *fsWarmup, *fsDuration}
+		done := map[string]bool{}
+		for _, r := range rs {
+			for _, t := range f.Config.Targets {
+				if done[t] {
+					continue
+				}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				p := runQuietPoint(ctx, b, tmp, t, r, sh)
+				f.Points = append(f.Points, p)
+				if p.ThroughputFailed {
+					done[t] = true
+				}
+			}
+		}
+	}
+	return nil
 }

@@ -7,7 +7,14 @@
 //     floor and Causeway at each offered rate of a ramp until both are
 //     saturated (delivered < -sat-delivered of offered, p99 over -sat-p99,
 //     or a delivery lost, a send failed, a member disconnected). Every
-//     figure is also given as a ratio to the floor at the same rate;
+//     figure is also given as a ratio to the floor at the same rate; then
+//     group sizes 2, 10 and 1,000 at a few rates (-sizes), each point next
+//     to the floor's;
+//   - scaling: split clusters (every role its own causeway process) of
+//     1-4 edges and 1-4 sequencers, and group sizes 10-1,000, at a fixed
+//     rate: CPU per role per 1,000 deliveries and Kafka records per
+//     message per topic, failing if a message takes more delivery records
+//     than edges holding members (scaling.go);
 //   - receipts: benchmarks/cmd/receipts against `causeway dev` (receipt
 //     frames per message against group size, next to the naive N*(N-1));
 //   - idle: benchmarks/cmd/idle (memory and goroutines per idle
@@ -44,8 +51,8 @@ import (
 
 var (
 	outDir    = flag.String("out", "benchmarks/results/latest", "directory for every report, suite.json, summary.md and the plots")
-	scenarios = flag.String("scenarios", "fanout,receipts,idle", "comma-separated: fanout, receipts, idle, recovery, signaling")
-	quick     = flag.Bool("quick", false, "smoke run (CI, about a minute): one low fanout rate against both servers, receipts for 2 and 10 members, 500 idle connections; explicit flags win")
+	scenarios = flag.String("scenarios", "fanout,scaling,receipts,idle", "comma-separated: fanout, scaling, receipts, idle, recovery, signaling")
+	quick     = flag.Bool("quick", false, "smoke run (CI, about a minute): one low fanout rate against both servers, one small scaling point (2 edges, 2 sequencers), receipts for 2 and 10 members, 500 idle connections; explicit flags win")
 	binDir    = flag.String("bin", "", "directory with prebuilt causeway, loadgen, floor, receipts, idle, edgehost (and recovery, callsetup) binaries; empty: go build them into a temp dir")
 	cwBin     = flag.String("causeway", "", "prebuilt causeway binary (overrides -bin for causeway only: the tree may not build while others edit it)")
 	replot    = flag.String("replot", "", "redraw plots and summary.md from DIR/suite.json, run nothing")
@@ -69,6 +76,27 @@ var (
 	retries    = flag.Int("retries", 1, "fanout: extra attempts of a noisy point")
 	quietWait  = flag.Duration("quiet-wait", 30*time.Second, "fanout: longest wait before each point for the machine to be quiet (busy < -max-foreign cores)")
 
+	// fanout, other group sizes
+	fsSizes    = flag.String("sizes", "2,10,1000", "fanout: other group sizes, each with -size-conns connections (empty: none)")
+	fsRates    = flag.String("size-rates", "10000,50000", "fanout: offered deliveries/s for the other group sizes, ascending")
+	fsConns    = flag.Int("size-conns", 1000, "fanout: connections at each other group size (groups = connections / size)")
+	fsWarmup   = flag.Duration("size-warmup", 2*time.Second, "fanout: warmup of each other-group-size point")
+	fsDuration = flag.Duration("size-duration", 5*time.Second, "fanout: measured time of each other-group-size point")
+
+	// scaling
+	scRate      = flag.Int("scaling-rate", 20000, "scaling: offered deliveries/s at every point")
+	scConns     = flag.Int("scaling-conns", 1000, "scaling: connections at every point (groups = connections / group size)")
+	scMembers   = flag.Int("scaling-members", 100, "scaling: group size of the edges and sequencers axes")
+	scEdges     = flag.String("scaling-edges", "1,2,4", "scaling: edge counts (1 sequencer)")
+	scSeqs      = flag.String("scaling-seqs", "1,2,4", "scaling: sequencer counts (-scaling-seq-edges edges)")
+	scSeqEdges  = flag.Int("scaling-seq-edges", 2, "scaling: edges of the sequencers axis")
+	scSizes     = flag.String("scaling-sizes", "10,100,1000", "scaling: group sizes (-scaling-size-edges edges, 1 sequencer)")
+	scSizeEdges = flag.Int("scaling-size-edges", 4, "scaling: edges of the group-size axis")
+	scReads     = flag.Int("scaling-reads", 10, "scaling: one more point (-scaling-size-edges edges, 1 sequencer, groups of -scaling-members) where every member sends `read` for every Nth message it gets (0: none)")
+	scEnv       = flag.String("scaling-env", "", "scaling: comma-separated KEY=VALUE settings for every process of the split clusters (e.g. CAUSEWAY_SEQUENCER_HISTORY_COUNT=50)")
+	scWarmup    = flag.Duration("scaling-warmup", 2*time.Second, "scaling: warmup of each point")
+	scDuration  = flag.Duration("scaling-duration", 8*time.Second, "scaling: measured time of each point")
+
 	// receipts
 	rcSizes = flag.String("receipts-sizes", "2,10,100,1000", "receipts: group sizes")
 	rcMsgs  = flag.Int("receipts-messages", 20, "receipts: messages per group")
@@ -86,6 +114,7 @@ type Suite struct {
 	Command  string          `json:"command"`
 	Machine  map[string]any  `json:"machine"`
 	Fanout   *Fanout         `json:"fanout,omitempty"`
+	Scaling  *Scaling        `json:"scaling,omitempty"`
 	Receipts json.RawMessage `json:"receipts,omitempty"`
 	Idle     json.RawMessage `json:"idle,omitempty"`
 	Other    map[string]any  `json:"other,omitempty"`
@@ -116,6 +145,17 @@ func main() {
 		def("idle-levels", "500")
 		def("idle-procs", "1")
 		def("idle-settle", "1s")
+		def("sizes", "")
+		def("scaling-rate", "4000")
+		def("scaling-conns", "200")
+		def("scaling-members", "50")
+		def("scaling-edges", "")
+		def("scaling-seqs", "2")
+		def("scaling-seq-edges", "2")
+		def("scaling-sizes", "")
+		def("scaling-reads", "0")
+		def("scaling-warmup", "1s")
+		def("scaling-duration", "3s")
 		def("quiet-wait", "0s") // CI judges no numbers: never wait for a quiet machine
 		def("retries", "0")
 	}
@@ -173,7 +213,7 @@ func build(dir string, want map[string]bool) (*bins, error) {
 		name, pkg string
 		need      bool
 	}{
-		{&b.loadgen, "loadgen", "./benchmarks/cmd/loadgen", want["fanout"] || want["signaling"]},
+		{&b.loadgen, "loadgen", "./benchmarks/cmd/loadgen", want["fanout"] || want["scaling"] || want["signaling"]},
 		{&b.floor, "floor", "./benchmarks/cmd/floor", want["fanout"] || want["idle"]},
 		{&b.receipts, "receipts", "./benchmarks/cmd/receipts", want["receipts"]},
 		{&b.idle, "idle", "./benchmarks/cmd/idle", want["idle"]},
@@ -238,6 +278,11 @@ func run(ctx context.Context) (*Suite, error) {
 			s.Fanout, err = runFanout(ctx, b, tmp)
 			if s.Fanout != nil {
 				s.Failures = append(s.Failures, s.Fanout.Failures...)
+			}
+		case "scaling":
+			s.Scaling, err = runScaling(ctx, b, tmp)
+			if s.Scaling != nil {
+				s.Failures = append(s.Failures, s.Scaling.Failures...)
 			}
 		case "receipts":
 			s.Receipts, err = runJSONTool(ctx, "receipts", b.receipts, tmp, receiptsArgs(b))

@@ -6,8 +6,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 
+	"github.com/causeway/causeway/benchmarks/internal/kafkacount"
 	"github.com/causeway/causeway/benchmarks/internal/plots"
 	"github.com/causeway/causeway/benchmarks/internal/report"
 )
@@ -37,6 +40,12 @@ func writeOutputs(dir string, s *Suite) error {
 	if f := s.Fanout; f != nil {
 		fanoutMD(&md, f)
 		if err := fanoutPlots(dir, f); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if sc := s.Scaling; sc != nil {
+		scalingMD(&md, sc)
+		if err := scalingPlots(dir, sc); err != nil {
 			errs = append(errs, err.Error())
 		}
 	}
@@ -100,6 +109,14 @@ func num(v float64) string {
 	}
 }
 
+// count is n with 1,000s separators.
+func count(n int) string {
+	if n >= 1000 {
+		return num(float64(n))
+	}
+	return strconv.Itoa(n)
+}
+
 func ratio(v float64) string {
 	if v == 0 || math.IsNaN(v) {
 		return "-"
@@ -115,6 +132,9 @@ func fanoutMD(md *strings.Builder, f *Fanout) {
 	fmt.Fprintf(md, "| target | offered/s | delivered/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | server cores | server CPU-s per 1,000 | generator cores | irq cores | foreign cores | lost | criteria | attempts |\n")
 	fmt.Fprintf(md, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |\n")
 	for _, p := range f.Points {
+		if !f.isMain(p) {
+			continue
+		}
 		l := p.LatencyMs
 		sat := "met"
 		switch {
@@ -141,7 +161,7 @@ func fanoutMD(md *strings.Builder, f *Fanout) {
 		}
 		var over []string
 		for _, p := range f.Points {
-			if p.Target == t && p.Saturated && !p.ThroughputFailed {
+			if p.Target == t && p.Saturated && !p.ThroughputFailed && f.isMain(p) {
 				over = append(over, num(p.Offered))
 			}
 		}
@@ -154,10 +174,201 @@ func fanoutMD(md *strings.Builder, f *Fanout) {
 	if len(f.Ratios) > 0 {
 		fmt.Fprintf(md, "\n### Causeway / floor at the same offered rate\n\n| offered/s | delivered | p50 | p99 | p99.9 | server CPU per delivery |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n")
 		for _, r := range f.Ratios {
+			if r.Members != 0 {
+				continue
+			}
 			fmt.Fprintf(md, "| %s | %s | %s | %s | %s | %s |\n", num(r.Offered), ratio(r.Delivered), ratio(r.P50), ratio(r.P99), ratio(r.P999), ratio(r.ServerCPU))
 		}
 	}
 	md.WriteString("\n![throughput](fanout-throughput.png)\n\n![latency](fanout-latency.png)\n\n")
+	if f.Sizes != nil {
+		sizesMD(md, f)
+	}
+}
+
+// sizesMD is the other group sizes, each point next to the floor's at the
+// same offered rate.
+func sizesMD(md *strings.Builder, f *Fanout) {
+	z := f.Sizes
+	fmt.Fprintf(md, "## Fan-out by group size\n\n%d connections in groups of each size (groups = %d / size), 1 sender per group, %d-byte bodies; each point: server started afresh, %.0f s warmup, %.0f s measured; floor then Causeway at each offered rate, a target leaving a size at its first rate whose throughput fails. Messages/s into the server = offered deliveries/s / group size.\n\n",
+		z.Conns, z.Conns, f.Config.BodyBytes, z.WarmupSec, z.DurationSec)
+	fmt.Fprintf(md, "| group size | groups | offered deliveries/s | msgs/s | floor delivered/s | Causeway delivered/s (/ floor) | floor p50 / p99 ms | Causeway p50 / p99 ms | p99 / floor | server CPU-s per 1,000: floor / Causeway (ratio) | foreign cores | Causeway criteria |\n| ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | --- | --- | --- |\n")
+	for _, size := range z.Sizes {
+		for _, r := range z.Rates {
+			fl, cw := f.point("floor", size, float64(r)), f.point("causeway", size, float64(r))
+			if fl == nil && cw == nil {
+				continue
+			}
+			get := func(p *Point, v func(*Point) string) string {
+				if p == nil {
+					return "-"
+				}
+				return v(p)
+			}
+			ratioOf := func(a, b float64) string {
+				if b == 0 {
+					return "-"
+				}
+				return ratio(a / b)
+			}
+			var dRatio, p99Ratio, cpuRatio, groupsN string
+			if fl != nil && cw != nil {
+				dRatio, p99Ratio, cpuRatio = " ("+ratioOf(cw.Delivered, fl.Delivered)+")", ratioOf(cw.LatencyMs["p99"], fl.LatencyMs["p99"]), " ("+ratioOf(cw.ServerCPUPer1000, fl.ServerCPUPer1000)+")"
+			}
+			for _, p := range []*Point{fl, cw} {
+				if p != nil {
+					groupsN = strconv.Itoa(p.Groups)
+				}
+			}
+			crit := get(cw, func(p *Point) string {
+				switch {
+				case p.ThroughputFailed:
+					return "**throughput failed**: " + firstNonEmpty(p.Error, p.Why)
+				case p.Saturated:
+					return "over the p99 bound: " + p.Why
+				}
+				return "met"
+			})
+			fmt.Fprintf(md, "| %s | %s | %s | %s | %s | %s%s | %s | %s | %s | %s / %s%s | %s / %s | %s |\n", count(size), groupsN, num(float64(r)), num(float64(r)/float64(size)),
+				get(fl, func(p *Point) string { return num(p.Delivered) }), get(cw, func(p *Point) string { return num(p.Delivered) }), dRatio,
+				get(fl, func(p *Point) string { return num(p.LatencyMs["p50"]) + " / " + num(p.LatencyMs["p99"]) }),
+				get(cw, func(p *Point) string { return num(p.LatencyMs["p50"]) + " / " + num(p.LatencyMs["p99"]) }), p99Ratio,
+				get(fl, func(p *Point) string { return fmt.Sprintf("%.4f", p.ServerCPUPer1000) }), get(cw, func(p *Point) string { return fmt.Sprintf("%.4f", p.ServerCPUPer1000) }), cpuRatio,
+				get(fl, func(p *Point) string { return num(p.ForeignCores) }), get(cw, func(p *Point) string { return num(p.ForeignCores) }), crit)
+		}
+	}
+	md.WriteString("\n")
+}
+
+func scalingMD(md *strings.Builder, sc *Scaling) {
+	c := sc.Config
+	fmt.Fprintf(md, "## Scaling: split processes\n\nThe fan-out workload at a fixed offered %s deliveries/s (%d connections, %d-byte bodies, 1 sender per group, loadgen spreading each group's members round-robin over the edges), %.0f s warmup, %.0f s measured, on %s. Axes: edges %v (1 sequencer, groups of %d), sequencers %v (%d edges, groups of %d), group size %v (%d edges, 1 sequencer). Layout: %d group-log partitions, %d delivery slots; edges heartbeat every %.0f s into every group-log partition.\n\n",
+		num(float64(c.Offered)), c.Conns, c.BodyBytes, c.WarmupSec, c.DurationSec, c.Cluster, c.Edges, c.Members, c.Seqs, c.SeqEdges, c.Members, c.Sizes, c.SizeEdges, c.GroupPartitions, c.DeliveryPartitions, c.HeartbeatSec)
+	if c.Env != "" {
+		fmt.Fprintf(md, "Settings changed for every process: `%s`.\n\n", c.Env)
+	}
+	md.WriteString("### CPU per role\n\nCPU-seconds per 1,000 deliveries (cores in parentheses) of each role's processes together during the window, from /proc/<pid>/stat; generator is loadgen; foreign is every other process on the machine (a point with more than 0.15 is run again and the quieter attempt kept).\n\n")
+	md.WriteString("| edges | sequencers | groups x members | delivered/s | p50 / p99 ms | edges | sequencers | broker | rollup | generator | irq cores | foreign cores | lost |\n| ---: | ---: | --- | ---: | --- | --- | --- | --- | --- | --- | ---: | ---: | ---: |\n")
+	for _, p := range sc.Points {
+		cell := map[string]string{}
+		for _, r := range p.Roles {
+			cell[r.Role] = fmt.Sprintf("%.4f (%.2f)", r.CPUPer1000, r.Cores)
+		}
+		for _, ro := range roleOrder {
+			if cell[ro] == "" {
+				cell[ro] = "-"
+			}
+		}
+		fmt.Fprintf(md, "| %d | %d | %s | %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", p.Edges, p.Sequencers, shapeText(p), num(p.Delivered),
+			num(p.LatencyMs["p50"]), num(p.LatencyMs["p99"]), cell["edge"], cell["sequencer"], cell["broker"], cell["rollup"], cell["generator"], num(p.IRQCores), num(p.ForeignCores), p.Lost)
+	}
+	md.WriteString("\n### Kafka per delivered message\n\nPer group-log send in the window (messages): high-watermark delta of each topic between the window's edges (offsets = data records + transaction control markers), read back and split by kind (benchmarks/internal/kafkacount). Delivery records with the message: records of the deliveries topic carrying the msg event; max: the most any one message took (exact). Bytes: key + value of the data records.\n\n")
+	md.WriteString("| edges | seqs | groups x members | messages | edges holding members | **msg delivery records / msg** (max one msg) | recipients per record | deliveries offsets / msg = msg + other records + markers | group log offsets / msg (heartbeats) | sequencer state records / msg | rollup state records / msg | bytes / msg: log, deliveries, state, rollup | seq txns/s (records per txn) | check |\n| ---: | ---: | --- | ---: | ---: | --- | ---: | --- | --- | ---: | ---: | --- | --- | --- |\n")
+	for _, p := range sc.Points {
+		if p.Kafka == nil {
+			fmt.Fprintf(md, "| %d | %d | %s | - | %d | - | - | - | - | - | - | - | - | %s |\n", p.Edges, p.Sequencers, shapeText(p), p.EdgesHolding, strings.Join(p.Failures, "; "))
+			continue
+		}
+		per := map[string]TopicPer{}
+		for _, t := range p.Topics {
+			per[t.Role] = t
+		}
+		d, g := per[kafkacount.RoleDeliveries], per[kafkacount.RoleGroups]
+		chk := "pass"
+		if len(p.Failures) > 0 {
+			chk = "**FAIL**: " + strings.Join(p.Failures, "; ")
+		}
+		fmt.Fprintf(md, "| %d | %d | %s | %d | %d | **%.3f** (%d) | %.1f | %.2f = %.2f + %.3f + %.2f | %.2f (%.3f) | %.2f | %.2f | %.0f, %.0f, %.0f, %.0f | %.0f (%.1f) | %s |\n",
+			p.Edges, p.Sequencers, shapeText(p), p.Kafka.Messages, p.EdgesHolding, p.MsgDeliveriesPerMessage, p.Kafka.MaxDeliveriesPerMessage,
+			p.RecipientsPerRecord, d.Offsets, p.MsgDeliveriesPerMessage, p.OtherDeliveriesPerMessage, d.Markers, g.Offsets, p.HeartbeatsPerMessage,
+			per[kafkacount.RoleState].Records, per[kafkacount.RoleRollupState].Records,
+			g.Bytes, d.Bytes, per[kafkacount.RoleState].Bytes, per[kafkacount.RoleRollupState].Bytes, p.SeqTxns/c.DurationSec, p.SeqRecordsPerTxn, chk)
+	}
+	md.WriteString("\n### Sequencer memory and ClickHouse rows\n\n| edges | seqs | groups x members | sequencer heap after GC before / after MiB | groups in memory (personal streams included) | ClickHouse rows per message (messages, receipts <=, reads, member events, presence) |\n| ---: | ---: | --- | --- | ---: | --- |\n")
+	for _, p := range sc.Points {
+		r := p.RowsPerMessage
+		fmt.Fprintf(md, "| %d | %d | %s | %.1f / %.1f | %s | %.2f, %.2f, %.2f, %.2f, %.2f |\n", p.Edges, p.Sequencers, shapeText(p),
+			p.SeqHeapBaseMiB, p.SeqHeapEndMiB, num(p.SeqGroups), r["messages"], r["receipts"], r["reads"], r["member_events"], r["presence_events"])
+	}
+	readsMD(md, sc)
+	md.WriteString("\n![delivery records per message vs edges](scaling-records-edges.png)\n\n![delivery records per message vs group size](scaling-records-size.png)\n\n![CPU per role](scaling-cpu.png)\n\n")
+}
+
+// scalingPlots draws delivery records per message against edges and
+// against group size, and CPU per role against edges.
+func scalingPlots(dir string, sc *Scaling) error {
+	on := func(axis string) (pts []ScalePoint) {
+		for _, p := range sc.Points {
+			if slices.Contains(p.Axes, axis) && p.Kafka != nil {
+				pts = append(pts, p)
+			}
+		}
+		return
+	}
+	var errs []string
+	if pts := on("edges"); len(pts) > 0 {
+		var xs, recs, offs, ideal []float64
+		for _, p := range pts {
+			xs, recs, ideal = append(xs, float64(p.Edges)), append(recs, p.MsgDeliveriesPerMessage), append(ideal, float64(p.EdgesHolding))
+			for _, t := range p.Topics {
+				if t.Role == kafkacount.RoleDeliveries {
+					offs = append(offs, t.Offsets)
+				}
+			}
+		}
+		ch := plots.Chart{Title: fmt.Sprintf("Delivery records per message vs edges (groups of %d)", sc.Config.Members), XLabel: "edges", YLabel: "Kafka records per message", YMin: 0, Headroom: 0.3,
+			Lines: []plots.Line{
+				{Name: "edges holding members (the bound)", X: xs, Y: ideal, Color: 6, Dash: 2},
+				{Name: "delivery records with the msg", X: xs, Y: recs, Color: 0, Glyph: 0, Points: true},
+				{Name: "deliveries topic offsets (with markers, acks)", X: xs, Y: offs, Color: 1, Dash: 1, Glyph: 1, Points: true},
+			}}
+		if err := ch.Save(filepath.Join(dir, "scaling-records-edges.png")); err != nil {
+			errs = append(errs, err.Error())
+		}
+		cpu := plots.Chart{Title: "CPU-seconds per 1,000 deliveries by role vs edges", XLabel: "edges (1 sequencer)", YLabel: "CPU-s per 1,000 deliveries", YMin: 0, Headroom: 0.7}
+		for i, ro := range roleOrder {
+			var ys []float64
+			for _, p := range pts {
+				v := math.NaN()
+				for _, r := range p.Roles {
+					if r.Role == ro {
+						v = r.CPUPer1000
+					}
+				}
+				ys = append(ys, v)
+			}
+			cpu.Lines = append(cpu.Lines, plots.Line{Name: ro, X: xs, Y: ys, Color: i, Glyph: i, Points: true})
+		}
+		if err := cpu.Save(filepath.Join(dir, "scaling-cpu.png")); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if pts := on("group size"); len(pts) > 0 {
+		var xs, recs, naive, state []float64
+		for _, p := range pts {
+			xs, recs, naive = append(xs, float64(p.Members)), append(recs, p.MsgDeliveriesPerMessage), append(naive, float64(p.Members))
+			var st float64
+			for _, t := range p.Topics {
+				if t.Role == kafkacount.RoleState {
+					st = t.Records
+				}
+			}
+			state = append(state, st)
+		}
+		ch := plots.Chart{Title: fmt.Sprintf("Kafka records per message vs group size (%d edges)", sc.Config.SizeEdges), XLabel: "group members (log)", YLabel: "records per message (log)", LogX: true, LogY: true, Headroom: 0.5,
+			Lines: []plots.Line{
+				{Name: "one record per member (per-member fan-out)", X: xs, Y: naive, Color: 3, Dash: 1},
+				{Name: "delivery records with the msg (measured)", X: xs, Y: recs, Color: 0, Glyph: 0, Points: true},
+				{Name: "sequencer state records (measured)", X: xs, Y: state, Color: 2, Glyph: 2, Points: true},
+			}}
+		if err := ch.Save(filepath.Join(dir, "scaling-records-size.png")); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("scaling plots: %s", strings.Join(errs, "; "))
+	}
+	return nil
 }
 
 func fanoutPlots(dir string, f *Fanout) error {
@@ -299,4 +510,66 @@ func colorOf(target string) int {
 		return 2
 	}
 	return 4
+}
+
+// shapeText is a scaling point's groups x members, and its reads.
+func shapeText(p ScalePoint) string {
+	if p.ReadEvery > 0 {
+		return fmt.Sprintf("%d x %d, read every %d", p.Groups, p.Members, p.ReadEvery)
+	}
+	return fmt.Sprintf("%d x %d", p.Groups, p.Members)
+}
+
+// readsMD is the point with read receipts next to the same shape
+// without: what the reads add, per read.
+func readsMD(md *strings.Builder, sc *Scaling) {
+	for _, p := range sc.Points {
+		if p.ReadEvery == 0 || p.Kafka == nil {
+			continue
+		}
+		var base *ScalePoint
+		for i, q := range sc.Points {
+			if q.ReadEvery == 0 && q.Edges == p.Edges && q.Sequencers == p.Sequencers && q.Members == p.Members && q.Kafka != nil {
+				base = &sc.Points[i]
+			}
+		}
+		dur := sc.Config.DurationSec
+		k := p.Kafka
+		kind := func(role, kind string) float64 {
+			if t := k.Find(role); t != nil {
+				return float64(t.Kinds[kind])
+			}
+			return 0
+		}
+		reads := kind(kafkacount.RoleGroups, "read")
+		per := func(v float64) string {
+			if reads == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.2f", v/reads)
+		}
+		fmt.Fprintf(md, "\n### Read receipts\n\n%d edges, %d sequencer, %d x %d, every member sends `read` for every %dth message it gets: %s reads/s acked in the window (%s group-log `read` records/s).\n\n",
+			p.Edges, p.Sequencers, p.Groups, p.Members, p.ReadEvery, num(p.ReadsPerSec), num(reads/dur))
+		fmt.Fprintf(md, "| per read | sequencer-state membership records | rollup-state member records | rollup-state message records (receipt aggregates) | ClickHouse `reads` rows | group-log `receipts` summaries per second | delivery records of summaries and own-read syncs per second |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		fmt.Fprintf(md, "| | %s | %s | %s | %s | %.1f | %.1f |\n\n", per(kind(kafkacount.RoleState, "member")), per(kind(kafkacount.RoleRollupState, "member")),
+			per(kind(kafkacount.RoleRollupState, "message")), per(float64(k.Rows["reads"])), kind(kafkacount.RoleGroups, "receipts")/dur,
+			(kind(kafkacount.RoleDeliveries, "ephemeral:receipts")+kind(kafkacount.RoleDeliveries, "ephemeral:read"))/dur)
+		if base == nil {
+			continue
+		}
+		md.WriteString("A negative figure is a role that got cheaper per delivery with the reads: their records share the messages' transactions, which then carry more records each.\n\n| role | CPU-s per 1,000 deliveries without reads | with reads | added CPU-ms per read |\n| --- | ---: | ---: | ---: |\n")
+		for _, r := range p.Roles {
+			for _, b := range base.Roles {
+				if b.Role != r.Role {
+					continue
+				}
+				added := "-"
+				if p.ReadsPerSec > 0 {
+					added = fmt.Sprintf("%.3f", 1000*(r.Cores-b.Cores)/p.ReadsPerSec)
+				}
+				fmt.Fprintf(md, "| %s | %.4f | %.4f | %s |\n", r.Role, b.CPUPer1000, r.CPUPer1000, added)
+			}
+		}
+		md.WriteString("\n")
+	}
 }

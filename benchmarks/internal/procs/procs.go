@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -220,23 +219,12 @@ func HTTPBase(wsURL string) string {
 // WaitReady polls GET /readyz of the server behind wsURL until it answers
 // 200.
 func WaitReady(ctx context.Context, wsURL string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	hc := &http.Client{Timeout: 2 * time.Second}
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		resp, err := hc.Get(HTTPBase(wsURL) + "/readyz")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := waitHTTP(ctx, HTTPBase(wsURL)+"/readyz", timeout); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%s never became ready", wsURL)
+	} else if err != nil {
+		return err
 	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return fmt.Errorf("%s never became ready", wsURL)
+	return nil
 }
 
 // FreeAddr returns a free 127.0.0.1 TCP address.
