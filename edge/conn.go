@@ -656,6 +656,9 @@ func (c *conn) handle(line []byte, hello *time.Timer) bool {
 		if !c.maySubscribe(f.ID, added) {
 			return true
 		}
+		// The ack goes first: a refusal (reach) echoes the request's id
+		// and may come back before a later ack would be queued.
+		c.enqueue(marshalFrame(ackFrame{Type: "ack", ID: f.ID}))
 		for _, u := range f.Users {
 			g := personalStream(u)
 			c.subs[g] = struct{}{}
@@ -670,7 +673,6 @@ func (c *conn) handle(line []byte, hello *time.Timer) bool {
 			c.produce(&w, &pb.GroupEvent{Kind: &pb.GroupEvent_PresenceWatch{PresenceWatch: pw}})
 		}
 		// Each user's state follows as a presence frame from its stream.
-		c.enqueue(marshalFrame(ackFrame{Type: "ack", ID: f.ID}))
 	case "typing":
 		c.produceGroup(&f, &pb.GroupEvent{Kind: &pb.GroupEvent_Typing{Typing: &pb.Typing{}}})
 	case "read":

@@ -159,7 +159,7 @@ func TestCompareAndDescribe(t *testing.T) {
 		"g1\x00g":              metaOther,
 		"g1\x00d\x00bob\x00m1": enc(&pb.Dedup{Version: schemas.Version, Seq: 4, Clock: 1}),
 		"u:bob\x00p":           []byte{0xff},
-		"g9\x00x\x00y":         []byte("?"),
+		"g9\x00q\x00y":         []byte("?"), // a kind no version knows
 	}
 	ds := compare(5, topic, rebuilt)
 	var buf bytes.Buffer
@@ -175,7 +175,7 @@ func TestCompareAndDescribe(t *testing.T) {
     rebuilt:     Dedup {"version":1,"seq":"3","clock":"1"}
 partition 5: "g1" member "bob": missing from the state topic (key "g1\x00m\x00bob")
     rebuilt:     Membership {"version":1,"joinedSeq":"2"}
-partition 5: "g9" kind "x" "y": only in the state topic (key "g9\x00x\x00y")
+partition 5: "g9" kind "q" "y": only in the state topic (key "g9\x00q\x00y")
     state topic: (unknown kind; 1 bytes: 3f)
 partition 5: "u:bob" presence: different (key "u:bob\x00p")
     state topic: (does not decode as causeway.v1.PresenceState: `
