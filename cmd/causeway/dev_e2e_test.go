@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -25,8 +27,9 @@ func TestDevAndTerminalClients(t *testing.T) {
 	dir := t.TempDir()
 	bin := binary(t)
 	env := []string{"CAUSEWAY_AUTH_SECRET=" + e2eSecret, "CAUSEWAY_ROLLUP_CLICKHOUSE=false"}
-	dev := exec.Command(bin, "dev", "--edges", "2", "--http-addr", "127.0.0.1:0", "--broker-listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "dev"))
-	dev.Env = append(dev.Environ(), env...)
+	admin := freePort(t)
+	dev := exec.Command(bin, "dev", "--edges", "2", "--http-addr", "127.0.0.1:0", "--broker-listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "dev"), "--admin-addr", admin)
+	dev.Env = append(dev.Environ(), append([]string{"CAUSEWAY_ADMIN_PPROF=true"}, env...)...)
 	out, err := dev.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -97,6 +100,18 @@ func TestDevAndTerminalClients(t *testing.T) {
 	_ = bobIn.Close()
 	_ = bob.Wait()
 
+	// --admin-addr: the sequencer's and the rollup's metrics, labelled by
+	// role, and the whole process's pprof.
+	metrics := httpGet(t, "http://"+admin+"/metrics")
+	for _, want := range []string{`causeway_sequencer_records_total{role="sequencer"}`, `causeway_rollup_`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("dev's /metrics has no %s:\n%.2000s", want, metrics)
+		}
+	}
+	if !strings.Contains(httpGet(t, "http://"+admin+"/debug/pprof/"), "goroutine") {
+		t.Error("dev's /debug/pprof/ does not list profiles")
+	}
+
 	if err := dev.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -150,4 +165,19 @@ func waitFor(t *testing.T, b *syncBuffer, s string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("no %q in:\n%s", s, b.String())
+}
+
+// httpGet returns the body of a 200 answer to GET url.
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %v", url, resp.Status, err)
+	}
+	return string(body)
 }

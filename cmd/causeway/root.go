@@ -160,6 +160,7 @@ func sequencerConfig(c config.Config, instance string, log *slog.Logger, reg pro
 			MaxMembersPerGroup: c.Sequencer.MaxMembersPerGroup,
 		},
 		MaxBatch:           c.Sequencer.MaxBatch,
+		Linger:             c.Sequencer.Linger,
 		SessionTimeout:     c.Sequencer.SessionTimeout,
 		TransactionTimeout: c.Sequencer.TransactionTimeout,
 		Logger:             log,

@@ -59,7 +59,7 @@ func newSequencerCmd() *cobra.Command {
 // operator's address, never a public one).
 //
 // ready, if set, answers /readyz (503 when false).
-func serveMetrics(ctx context.Context, g *errgroup.Group, addr string, reg *prometheus.Registry, pprof bool, ready func() bool) error {
+func serveMetrics(ctx context.Context, g *errgroup.Group, addr string, reg prometheus.Gatherer, pprof bool, ready func() bool) error {
 	if addr == "" {
 		return nil
 	}

@@ -127,7 +127,12 @@ func New(cfg Config) (*Rollup, error) {
 		TransactionalID:    "causeway-rollup-" + cfg.InstanceID,
 		SessionTimeout:     cfg.SessionTimeout,
 		TransactionTimeout: cfg.TransactionTimeout,
-		FetchMaxWait:       100 * time.Millisecond,
+		// The rollup commits once per CommitInterval: a fetch per
+		// sequencer transaction (hundreds a second) only costs the
+		// broker and this process CPU the edges need, so the broker
+		// holds fetches until a commit interval passed or 1 MiB waits.
+		FetchMaxWait:  max(10*time.Millisecond, cfg.CommitInterval),
+		FetchMinBytes: 1 << 20,
 	}.Opts(r.lost)
 	sess, err := kgo.NewGroupTransactSession(r.opts...)
 	if err != nil {

@@ -698,26 +698,7 @@ func (r *faultRig) checkIndexRecords(l faultLoad) {
 }
 
 // txnOutcomes reads causeway_sequencer_transactions_total by outcome.
-func (r *faultRig) txnOutcomes() map[string]float64 {
-	out := map[string]float64{}
-	mfs, err := r.reg.Gather()
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "causeway_sequencer_transactions_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == "outcome" {
-					out[lp.GetValue()] += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return out
-}
+func (r *faultRig) txnOutcomes() map[string]float64 { return txnOutcomes(r.t, r.reg) }
 
 // renewals is how often the sequencer gave up on its transactional
 // session and started a new one.

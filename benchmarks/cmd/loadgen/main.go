@@ -99,6 +99,9 @@ type member struct {
 type shard struct {
 	mu sync.Mutex
 	h  *hdrhistogram.Histogram
+	// up and down split h at the event's "ts" (the sender's edge clock,
+	// whole milliseconds): intended send -> ts, ts -> member receive.
+	up, down *hdrhistogram.Histogram
 }
 
 // Latencies are recorded in microseconds, 1 us .. 10 min, 3 digits.
@@ -174,6 +177,12 @@ type Report struct {
 	ReadErrors              int64              `json:"read_errors,omitempty"`
 	LatencyMs               map[string]float64 `json:"latency_ms"`
 	AckLatencyMs            map[string]float64 `json:"ack_latency_ms"`
+	// LatencyUpMs and LatencyDownMs split LatencyMs at the event's ts,
+	// stamped by the sender's edge in whole milliseconds (so each side
+	// is off by up to 1 ms): up is the sender's side (intended send ->
+	// edge read it), down the pipeline, fan-out and the member's read.
+	LatencyUpMs   map[string]float64 `json:"latency_up_ms,omitempty"`
+	LatencyDownMs map[string]float64 `json:"latency_down_ms,omitempty"`
 	CPUSeconds              float64            `json:"cpu_seconds"`
 	CPUCores                float64            `json:"cpu_cores"`
 	CPUSecPer1000Deliveries float64            `json:"cpu_sec_per_1000_deliveries"`
@@ -379,7 +388,7 @@ func bench(ctx context.Context) (*Report, error) {
 	}
 	shards := make([]*shard, 64)
 	for i := range shards {
-		shards[i] = &shard{h: newHist()}
+		shards[i] = &shard{h: newHist(), up: newHist(), down: newHist()}
 	}
 	for i := 0; i < total; i++ {
 		g, m := i%*groups, i / *groups
@@ -494,10 +503,12 @@ func bench(ctx context.Context) (*Report, error) {
 	rep.OutstandingSendsAtFinish = r.outstanding.Load()
 
 	// Results.
-	h := newHist()
+	h, up, down := newHist(), newHist(), newHist()
 	for _, s := range shards {
 		s.mu.Lock()
 		h.Merge(s.h)
+		up.Merge(s.up)
+		down.Merge(s.down)
 		s.mu.Unlock()
 	}
 	var dups, gaps, bad int64
@@ -531,6 +542,7 @@ func bench(ctx context.Context) (*Report, error) {
 		rep.Failures = append(rep.Failures, fmt.Sprintf("%d read errors", rep.ReadErrors))
 	}
 	rep.LatencyMs = quantiles(h)
+	rep.LatencyUpMs, rep.LatencyDownMs = quantiles(up), quantiles(down)
 	r.ackMu.Lock()
 	rep.AckLatencyMs = quantiles(r.ackH)
 	r.ackMu.Unlock()
@@ -745,8 +757,13 @@ func (r *run) tap(m *member, line []byte) bool {
 	}
 	// Recorded at once (not batched) so the summary never misses a
 	// sample still held by a reader; shards keep the lock uncontended.
+	ts := int64(fieldUint(line, `"ts":`)) * int64(time.Millisecond)
 	m.shard.mu.Lock()
 	_ = m.shard.h.RecordValue(lat)
+	if ts > 0 {
+		_ = m.shard.up.RecordValue(max((ts-sent)/1000, 1))
+		_ = m.shard.down.RecordValue(max((now-ts)/1000, 1))
+	}
 	m.shard.mu.Unlock()
 	return true
 }
@@ -992,6 +1009,7 @@ deliveries           expected %d, received %d, lost %d, duplicates %d, gaps %d
 send errors          %d%s
 disconnects          %d
 latency (ms)         p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f  (intended send -> member receive, %0.f samples)
+  split at edge ts   sender -> edge p50 %.2f p99 %.2f; edge -> member p50 %.2f p99 %.2f (ms, edge ts in whole ms)
 ack latency (ms)     p50 %.2f  p99 %.2f  max %.2f
 cluster              %s
 cpu                  %.2f s in window = %.2f cores; %.4f cpu-s per 1,000 deliveries; max RSS %.0f MiB
@@ -1009,6 +1027,7 @@ result               %s
 		rep.SendErrors, errKinds(rep.SendErrorKinds),
 		rep.Disconnects,
 		l["p50"], l["p90"], l["p99"], l["p999"], l["max"], l["count"],
+		rep.LatencyUpMs["p50"], rep.LatencyUpMs["p99"], rep.LatencyDownMs["p50"], rep.LatencyDownMs["p99"],
 		a["p50"], a["p99"], a["max"],
 		clusterLine(rep),
 		rep.CPUSeconds, rep.CPUCores, rep.CPUSecPer1000Deliveries, rep.MaxRSSMiB,

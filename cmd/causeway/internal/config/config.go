@@ -87,6 +87,7 @@ var Defaults = map[string]any{
 	"sequencer.typing_window":       "500ms",
 	"sequencer.typing_expiry":       "5s",
 	"sequencer.max_batch":           2000,
+	"sequencer.linger":              "1ms",
 	"admin.pprof":                   false,
 	"rollup.group_id":               "causeway-rollup",
 	"rollup.instance_id":            "",
@@ -216,6 +217,7 @@ type Sequencer struct {
 	TypingWindow, TypingExpiry         time.Duration
 	MaxGroupsPerUser                   int
 	MaxMembersPerGroup                 int
+	Linger                             time.Duration
 }
 
 type Rollup struct {
@@ -368,6 +370,7 @@ func (l *Loader) Load(file string) (Config, error) {
 			HistoryAge:         p.dur("sequencer.history_age"),
 			EdgeTimeout:        p.dur("sequencer.edge_timeout"),
 			MaxBatch:           p.intIn("sequencer.max_batch", 1, 100_000),
+			Linger:             p.durOrOffUpTo("sequencer.linger", time.Second),
 			SessionTimeout:     p.dur("sequencer.session_timeout"),
 			TransactionTimeout: p.dur("sequencer.transaction_timeout"),
 			SignalBuffer:       p.intIn("sequencer.signal_buffer", 1, 100_000),
@@ -518,6 +521,15 @@ func (p *parser) durOrOff(key string) time.Duration {
 		}
 	}
 	return p.dur(key)
+}
+
+// durOrOffUpTo is durOrOff capped at hi.
+func (p *parser) durOrOffUpTo(key string, hi time.Duration) time.Duration {
+	d := p.durOrOff(key)
+	if d > hi {
+		p.bad(key, p.v.Get(key), fmt.Sprintf("0 (off) or a duration with a unit up to %s", hi))
+	}
+	return d
 }
 
 func (p *parser) boolean(key string) bool {

@@ -324,6 +324,8 @@ func TestValidValues(t *testing.T) {
 		{"CAUSEWAY_EDGE_MAX_BODY_BYTES", "0", func(c config.Config) bool { return c.Edge.MaxBodyBytes == 0 }},
 		{"CAUSEWAY_SEQUENCER_MAX_GROUPS_PER_USER", "0", func(c config.Config) bool { return c.Sequencer.MaxGroupsPerUser == 0 }},
 		{"CAUSEWAY_SEQUENCER_MAX_MEMBERS_PER_GROUP", "2", func(c config.Config) bool { return c.Sequencer.MaxMembersPerGroup == 2 }},
+		{"CAUSEWAY_SEQUENCER_LINGER", "0", func(c config.Config) bool { return c.Sequencer.Linger == 0 }},
+		{"CAUSEWAY_SEQUENCER_LINGER", "5ms", func(c config.Config) bool { return c.Sequencer.Linger == 5*time.Millisecond }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env+"="+tt.val, func(t *testing.T) {
@@ -359,6 +361,9 @@ var badValues = []badCase{
 	{"topics.replication_factor", "-2", "a whole number from -1 to 32767"},
 	{"dev.edges", "65", "a whole number from 1 to 64"},
 	{"edge.hello_timeout", "10", "a positive duration with a unit"},
+	{"sequencer.linger", "2s", "0 (off) or a duration with a unit up to 1s"},
+	{"sequencer.linger", "-1ms", "a positive duration with a unit"},
+	{"sequencer.linger", "soon", "a positive duration with a unit"},
 	{"edge.hello_timeout", "10 s", "a positive duration with a unit"},
 	{"edge.hello_timeout", "soon", "a positive duration with a unit"},
 	{"edge.hello_timeout", "0s", "a positive duration with a unit"},
