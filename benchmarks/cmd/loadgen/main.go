@@ -172,17 +172,17 @@ type Report struct {
 	Disconnects             int64          `json:"disconnects"`
 	// Reads: read frames acked (-read-every), ReadsPerSec those acked
 	// during the window per second, ReadErrors failed ones.
-	Reads                   int64              `json:"reads,omitempty"`
-	ReadsPerSec             float64            `json:"reads_per_sec,omitempty"`
-	ReadErrors              int64              `json:"read_errors,omitempty"`
-	LatencyMs               map[string]float64 `json:"latency_ms"`
-	AckLatencyMs            map[string]float64 `json:"ack_latency_ms"`
+	Reads        int64              `json:"reads,omitempty"`
+	ReadsPerSec  float64            `json:"reads_per_sec,omitempty"`
+	ReadErrors   int64              `json:"read_errors,omitempty"`
+	LatencyMs    map[string]float64 `json:"latency_ms"`
+	AckLatencyMs map[string]float64 `json:"ack_latency_ms"`
 	// LatencyUpMs and LatencyDownMs split LatencyMs at the event's ts,
 	// stamped by the sender's edge in whole milliseconds (so each side
 	// is off by up to 1 ms): up is the sender's side (intended send ->
 	// edge read it), down the pipeline, fan-out and the member's read.
-	LatencyUpMs   map[string]float64 `json:"latency_up_ms,omitempty"`
-	LatencyDownMs map[string]float64 `json:"latency_down_ms,omitempty"`
+	LatencyUpMs             map[string]float64 `json:"latency_up_ms,omitempty"`
+	LatencyDownMs           map[string]float64 `json:"latency_down_ms,omitempty"`
 	CPUSeconds              float64            `json:"cpu_seconds"`
 	CPUCores                float64            `json:"cpu_cores"`
 	CPUSecPer1000Deliveries float64            `json:"cpu_sec_per_1000_deliveries"`
