@@ -49,12 +49,17 @@ type conn struct {
 	// after the previous one.
 	limitedN  int
 	limitedAt time.Time
-	// expiry fires at the token's exp (exp holds it, in unix nanos: a
-	// refresh moves it); idle fires edge.idle_timeout after lastActive.
-	expiry     *time.Timer
-	idle       *time.Timer
+	// deadlines is the connection's one timer (issue 8: a timer costs an
+	// idle connection about 200 B, and it had four). tick handles what is
+	// due and rearm sets it to the earliest of: helloBy (unix nanos, 0
+	// once the hello is accepted), the token's exp (a refresh moves it),
+	// edge.idle_timeout after lastActive, and nextPing.
+	deadlines  *time.Timer
+	helloBy    atomic.Int64
 	exp        atomic.Int64
 	lastActive atomic.Int64
+	nextPing   atomic.Int64
+	rearmMu    sync.Mutex // the last rearm sees the latest deadlines
 	// abusive is set by the reader before it closes the connection for
 	// abuse; closeWith then does not wait for the close handshake.
 	abusive atomic.Bool
@@ -78,10 +83,9 @@ type conn struct {
 	writerOn bool
 	notify   chan struct{}
 	// watchdog closes a connection whose write blocks past
-	// edge.write_timeout; pinger sends the WebSocket pings. Timers, not
-	// goroutines: an idle connection has only its reader.
+	// edge.write_timeout: a timer, not a goroutine, and only while a
+	// writer runs (an idle connection has only its reader).
 	watchdog *time.Timer // writer-owned (one writer at a time)
-	pinger   *time.Timer
 
 	closeOnce sync.Once
 }
@@ -297,6 +301,11 @@ func (c *conn) writer() {
 			// after this sees writerOn false and starts a new writer.
 			c.mu.Lock()
 			if len(c.queue) == 0 {
+				// The next writer makes its own watchdog: an idle
+				// connection keeps no timer for writes. Under mu: the
+				// next writer starts once writerOn is false.
+				c.watchdog.Stop()
+				c.watchdog = nil
 				c.writerOn = false
 				c.queue = nil // the next writer's frames get a fresh slice
 				c.mu.Unlock()
@@ -319,7 +328,9 @@ func (c *conn) writer() {
 		c.writing = false
 		c.mu.Unlock()
 		if err != nil {
-			c.cancel()
+			// The reader waits in Read without a context (serve): closing
+			// the WebSocket is what ends it.
+			c.closeNow()
 			c.writerDone()
 			return
 		}
@@ -347,21 +358,68 @@ func (c *conn) writerDone() {
 	c.mu.Unlock()
 }
 
-// pingTick pings the client every edge.ping_interval from a timer, not
-// from a goroutine per connection; no pong within edge.pong_timeout
-// closes the connection.
-func (c *conn) pingTick() {
+// tick runs on the deadlines timer: it closes a connection whose hello,
+// token or idle time is up, and pings the client every
+// edge.ping_interval (no pong within edge.pong_timeout closes it).
+func (c *conn) tick() {
 	if c.ctx.Err() != nil {
 		return
 	}
-	c.ping()
-	if c.ctx.Err() == nil {
-		c.pinger.Reset(c.srv.cfg.PingInterval)
+	cfg := &c.srv.cfg
+	now := time.Now()
+	if by := c.helloBy.Load(); by != 0 && now.UnixNano() >= by {
+		c.closeWith(CloseUnauthorized, "no hello within "+cfg.HelloTimeout.String())
+		return
+	}
+	if exp := c.exp.Load(); exp != 0 && now.UnixNano() >= exp {
+		c.log.Info("token expired; closing")
+		c.sendError("", CodeUnauthorized, "token expired: send refresh with a new token before exp")
+		c.flushThenClose(CloseUnauthorized, "token expired")
+		return
+	}
+	if limit := cfg.IdleTimeout; limit > 0 {
+		if quiet := now.Sub(time.Unix(0, c.lastActive.Load())); quiet >= limit {
+			c.log.Info("closing idle connection", "idle", quiet.Round(time.Second))
+			c.closeWith(ClosePolicy, "idle: nothing received for "+limit.String()+"; send ping frames")
+			return
+		}
+	}
+	ping := now.UnixNano() >= c.nextPing.Load()
+	if ping {
+		c.nextPing.Store(now.Add(cfg.PingInterval).UnixNano())
+	}
+	c.rearm()
+	if ping {
+		// After rearm: waiting for the pong delays no other deadline.
+		c.ping()
 	}
 }
 
+// rearm sets the deadlines timer to the earliest deadline.
+func (c *conn) rearm() {
+	c.rearmMu.Lock()
+	defer c.rearmMu.Unlock()
+	if c.ctx.Err() != nil {
+		return
+	}
+	next := c.nextPing.Load()
+	idleAt := int64(0)
+	if limit := c.srv.cfg.IdleTimeout; limit > 0 {
+		idleAt = c.lastActive.Load() + int64(limit)
+	}
+	for _, d := range [...]int64{c.helloBy.Load(), c.exp.Load(), idleAt} {
+		if d != 0 && d < next {
+			next = d
+		}
+	}
+	c.deadlines.Reset(time.Until(time.Unix(0, next)))
+}
+
 func (c *conn) ping() {
-	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.PongTimeout)
+	// Not derived from c.ctx: a child would leave c.ctx a children map
+	// for the connection's life (issue 8); closing the connection ends
+	// the ping anyway.
+	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.PongTimeout)
 	defer cancel()
 	if err := c.ws.Ping(ctx); err != nil && c.ctx.Err() == nil {
 		c.log.Info("closing connection: no pong", "err", err)
@@ -402,37 +460,6 @@ func stoppedTimer(f func()) *time.Timer {
 	return t
 }
 
-// checkIdle runs on the idle timer: it closes a connection from which
-// nothing came for edge.idle_timeout, or re-arms for the rest.
-func (c *conn) checkIdle() {
-	if c.ctx.Err() != nil {
-		return
-	}
-	limit := c.srv.cfg.IdleTimeout
-	quiet := time.Since(time.Unix(0, c.lastActive.Load()))
-	if quiet < limit {
-		c.idle.Reset(limit - quiet)
-		return
-	}
-	c.log.Info("closing idle connection", "idle", quiet.Round(time.Second))
-	c.closeWith(ClosePolicy, "idle: nothing received for "+limit.String()+"; send ping frames")
-}
-
-// checkExpiry runs on the expiry timer: at the token's exp, unless a
-// refresh moved it, the session ends with unauthorized and 4401.
-func (c *conn) checkExpiry() {
-	if c.ctx.Err() != nil {
-		return
-	}
-	if left := time.Until(time.Unix(0, c.exp.Load())); left > 0 {
-		c.expiry.Reset(left)
-		return
-	}
-	c.log.Info("token expired; closing")
-	c.sendError("", CodeUnauthorized, "token expired: send refresh with a new token before exp")
-	c.flushThenClose(CloseUnauthorized, "token expired")
-}
-
 // limited answers a frame (or, with line nil, a message) refused by a
 // limit, and closes the connection with 4408 when refusals persist:
 // MaxRateLimited of them without a second free of refusals. It reports
@@ -464,23 +491,19 @@ func (c *conn) limited(line []byte, limit string) bool {
 func (c *conn) serve() {
 	cfg := &c.srv.cfg
 	c.ws.SetReadLimit(int64(cfg.MaxMessageBytes))
-	hello := time.AfterFunc(cfg.HelloTimeout, func() {
-		c.closeWith(CloseUnauthorized, "no hello within "+cfg.HelloTimeout.String())
-	})
-	defer hello.Stop()
-	c.expiry = stoppedTimer(c.checkExpiry)
-	defer c.expiry.Stop()
-	if cfg.IdleTimeout > 0 {
-		c.idle = stoppedTimer(c.checkIdle)
-		c.idle.Reset(cfg.IdleTimeout)
-		defer c.idle.Stop()
-	}
-	c.pinger = stoppedTimer(c.pingTick)
-	c.pinger.Reset(cfg.PingInterval)
-	defer c.pinger.Stop()
+	now := time.Now()
+	c.helloBy.Store(now.Add(cfg.HelloTimeout).UnixNano())
+	c.nextPing.Store(now.Add(cfg.PingInterval).UnixNano())
+	c.deadlines = stoppedTimer(c.tick)
+	c.rearm()
+	defer c.deadlines.Stop()
 	handled := make(chan bool, 1)
 	for {
-		_, msg, err := c.ws.Read(c.ctx)
+		// No context: every path that ends the connection closes the
+		// WebSocket, which ends the Read, and a cancellable context
+		// would cost each idle connection an AfterFunc registration and
+		// c.ctx a children map (issue 8).
+		_, msg, err := c.ws.Read(context.Background())
 		if err != nil {
 			if websocket.CloseStatus(err) == websocket.StatusMessageTooBig || strings.Contains(err.Error(), "read limited") {
 				c.srv.m.errors.WithLabelValues(CodeTooLarge).Inc()
@@ -493,7 +516,7 @@ func (c *conn) serve() {
 		// several KiB, and the reader's own, blocked in Read for the idle
 		// life of the connection, stays small (issue 8: memory per idle
 		// connection). The goroutine is the reader for that time.
-		go func() { handled <- c.message(msg, hello) }()
+		go func() { handled <- c.message(msg) }()
 		if !<-handled {
 			return
 		}
@@ -502,7 +525,7 @@ func (c *conn) serve() {
 
 // message applies the limits to one WebSocket message and handles its
 // frames; false ends the connection.
-func (c *conn) message(msg []byte, hello *time.Timer) bool {
+func (c *conn) message(msg []byte) bool {
 	// Limits are checked before any parsing: an abusive client costs
 	// a token-bucket check per message and per frame.
 	now := time.Now()
@@ -530,7 +553,7 @@ func (c *conn) message(msg []byte, hello *time.Timer) bool {
 		case c.user != nil && !allow(c.user.frames, now, 1):
 			ok = c.limited(line, limitUserFrames)
 		default:
-			ok = c.handle(line, hello)
+			ok = c.handle(line)
 		}
 		if !ok {
 			return false
@@ -540,7 +563,7 @@ func (c *conn) message(msg []byte, hello *time.Timer) bool {
 }
 
 // handle processes one frame; false ends the connection.
-func (c *conn) handle(line []byte, hello *time.Timer) bool {
+func (c *conn) handle(line []byte) bool {
 	cfg := &c.srv.cfg
 	if len(line) > cfg.MaxFrameBytes {
 		c.sendError(salvageID(line), CodeTooLarge, "frame larger than the limit")
@@ -580,10 +603,10 @@ func (c *conn) handle(line []byte, hello *time.Timer) bool {
 			c.flushThenClose(ClosePolicy, "too many sessions")
 			return false
 		}
-		hello.Stop()
 		c.id, c.auth, c.user = id, true, u
 		c.exp.Store(id.Expires.UnixNano())
-		c.expiry.Reset(time.Until(id.Expires))
+		c.helloBy.Store(0)
+		c.rearm()
 		c.log = c.log.With("user", id.User)
 		c.srv.register(c)
 		c.enqueue(marshalFrame(welcomeFrame{Type: "welcome", ID: f.ID, User: id.User, Session: c.session, Edge: cfg.ID}))
@@ -617,7 +640,7 @@ func (c *conn) handle(line []byte, hello *time.Timer) bool {
 		// New group patterns govern later joins; exp moves (either way).
 		c.id.Groups, c.id.Expires = id.Groups, id.Expires
 		c.exp.Store(id.Expires.UnixNano())
-		c.expiry.Reset(time.Until(id.Expires))
+		c.rearm()
 		c.enqueue(marshalFrame(ackFrame{Type: "ack", ID: f.ID}))
 	case "ping":
 		// Answered here, without Kafka: a liveness probe for clients

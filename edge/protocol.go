@@ -108,6 +108,9 @@ func (c *conn) noteAnswerLocked(frame []byte) {
 			}
 			if ps = append(ps[:i], ps[i+1:]...); len(ps) == 0 {
 				delete(c.via, g)
+				if len(c.via) == 0 {
+					c.via = nil // an empty map keeps its buckets (issue 8)
+				}
 			} else {
 				c.via[g] = ps
 			}
