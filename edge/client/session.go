@@ -63,6 +63,12 @@ const (
 	// edge that is down costs one refused dial per reconnect; one that
 	// hangs costs DialTimeout.
 	OrderPreferred
+	// OrderListed is OrderShuffle without the shuffle: the first connect
+	// tries URLs[0] first, and a failed dial or a lost connection moves on
+	// to the next URL, round-robin. For a caller that placed its clients
+	// itself (a load balancer's list, a benchmark's groups) and wants
+	// failover to go straight to another edge.
+	OrderListed
 )
 
 // String names the order, for errors and logs.
@@ -72,6 +78,8 @@ func (o Order) String() string {
 		return "shuffle"
 	case OrderPreferred:
 		return "preferred"
+	case OrderListed:
+		return "listed"
 	}
 	return "Order(" + strconv.Itoa(int(o)) + ")"
 }
@@ -81,7 +89,7 @@ func (o Order) String() string {
 type SessionConfig struct {
 	// URLs are edges (ws://host:port/v1/ws), walked as Order says.
 	URLs []string
-	// Order is OrderShuffle (the default) or OrderPreferred.
+	// Order is OrderShuffle (the default), OrderPreferred or OrderListed.
 	Order Order
 	// DialTimeout bounds one connection attempt, from TCP connect to the
 	// welcome (default 10s). An edge that accepts the connection but
@@ -217,8 +225,8 @@ func Connect(ctx context.Context, cfg SessionConfig) (*Session, error) {
 		cfg.ResubscribeWindow = 4
 	}
 	switch {
-	case cfg.Order != OrderShuffle && cfg.Order != OrderPreferred:
-		return nil, fmt.Errorf("session config: order %v: want OrderShuffle or OrderPreferred", cfg.Order)
+	case cfg.Order != OrderShuffle && cfg.Order != OrderPreferred && cfg.Order != OrderListed:
+		return nil, fmt.Errorf("session config: order %v: want OrderShuffle, OrderPreferred or OrderListed", cfg.Order)
 	case cfg.DialTimeout < 0:
 		return nil, fmt.Errorf("session config: dial timeout %v: must be positive (0 means 10s)", cfg.DialTimeout)
 	case cfg.PongTimeout < 0:

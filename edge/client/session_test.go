@@ -429,6 +429,38 @@ func TestSessionEdgeHung(t *testing.T) {
 	}
 }
 
+// TestSessionListedOrder: with OrderListed the first connect lands on
+// URLs[0], and a lost connection moves on to URLs[1] at once even while
+// URLs[0] is back (no refused dial first, as OrderPreferred would have).
+func TestSessionListedOrder(t *testing.T) {
+	t.Parallel()
+	cl := startCluster(t, 2, nil)
+	p := []*proxy{newProxy(t, cl.Edges[0].Addr()), newProxy(t, cl.Edges[1].Addr())}
+	listed := func(c *SessionConfig) { c.Order = OrderListed }
+	edgeOf := func(s *Session) string {
+		if c := s.Client(); c != nil {
+			return c.Edge()
+		}
+		return ""
+	}
+	// Shuffled, all 8 would land on URLs[0] once in 256 runs.
+	for i := range 8 {
+		s := connect(t, fmt.Sprintf("u%d", i), listed, p[0].url(), p[1].url())
+		if e := edgeOf(s); e != "edge-1" {
+			t.Fatalf("session %d landed on %s, want edge-1 (URLs[0])", i, e)
+		}
+		_ = s.Close()
+	}
+	alice := connect(t, "alice", listed, p[0].url(), p[1].url())
+	p[0].cut()
+	waitFor(t, "alice on edge-2", func() bool { return edgeOf(alice) == "edge-2" })
+	if st := alice.Stats(); st.Reconnects != 1 {
+		t.Fatalf("stats %+v: want 1 reconnect", st)
+	}
+	p[1].cut()
+	waitFor(t, "alice back on edge-1 (round-robin)", func() bool { return edgeOf(alice) == "edge-1" })
+}
+
 // TestSessionPreferredOrder: with OrderPreferred every connect and
 // reconnect starts at URLs[0] and falls over to URLs[1] only while URLs[0]
 // cannot be had: down, or hung (after DialTimeout).
