@@ -11,12 +11,14 @@
 #                                     benchmarks/cmd/suite, fan-out ramp against the floor and
 #                                     Causeway (and group sizes 2, 10, 1000), scaling (split
 #                                     processes: 1-4 edges, 1-4 sequencers, Kafka records per
-#                                     message), receipts, idle memory, recovery, signaling;
+#                                     message), receipts, idle memory, recovery and signaling
+#                                     (each against the floor, then Causeway);
 #                                     results, tables and plots in benchmarks/results/latest/
 #   benchmarks/run.sh -quick [...]    the CI smoke run (make bench-quick, about a minute): suite
 #                                     -quick (floor and Causeway fan-out, one small scaling point,
 #                                     receipts for 2 and 10 members, 500 idle connections), then a few seconds of call
-#                                     setup (callsetup -quick); exits 1 on loss or failure,
+#                                     setup (callsetup -quick) against Causeway and against the
+#                                     floor; exits 1 on loss or failure,
 #                                     numbers not judged; results in test-output/
 #
 # CAUSEWAY_BIN=path uses a prebuilt causeway binary instead of building
@@ -66,6 +68,7 @@ if [ "$mode" != loadgen ]; then
 	else
 		"$tmp/suite" -quick -bin "$tmp" "$@"
 		"$tmp/callsetup" -quick -causeway "$tmp/causeway" -out test-output/callsetup-quick.json
+		"$tmp/callsetup" -quick -target floor -floor "$tmp/floor" -out test-output/callsetup-floor-quick.json
 	fi
 	exit 0
 fi

@@ -143,6 +143,9 @@ func runCalls(ctx context.Context, e *env) (*CallReport, error) {
 	cfg := &rep.Config
 	cfg.Pairs, cfg.Edges = *pairs, len(e.urls)
 	cfg.Placement = "caller i on edge i mod E, its callee on edge (i+1) mod E"
+	if e.floor != nil {
+		cfg.Placement = "caller and callee on the one floor process"
+	}
 	cfg.CallsPerSecPerPair, cfg.CallsPerSec = *callRate, *callRate*float64(*pairs)
 	cfg.PayloadBytes, cfg.WarmupSec, cfg.DurationSec, cfg.Load = *payloadBytes, warmup.Seconds(), duration.Seconds(), *load
 
@@ -200,13 +203,13 @@ func runCalls(ctx context.Context, e *env) (*CallReport, error) {
 
 	var cpu0, cpu1, self0, self1, busy0, busy1, irq0, irq1, lg0, lg1 time.Duration
 	var m0, m1 map[string]float64
-	names := []string{mFramesOut, mDeliveries}
+	names, endNames := e.counters()
 	sleepUntil(ctx, mStart)
-	cpu0, self0, lg0 = e.dev.cpu(), selfCPU(), bg.cpu()
+	cpu0, self0, lg0 = e.serverCPU(), selfCPU(), bg.cpu()
 	busy0, irq0 = machineBusy()
 	m0 = edgeCounters(e.urls, names...)
 	sleepUntil(ctx, mEnd)
-	cpu1, self1, lg1 = e.dev.cpu(), selfCPU(), bg.cpu()
+	cpu1, self1, lg1 = e.serverCPU(), selfCPU(), bg.cpu()
 	busy1, irq1 = machineBusy()
 	m1 = edgeCounters(e.urls, names...)
 	swg.Wait()
@@ -246,8 +249,8 @@ func runCalls(ctx context.Context, e *env) (*CallReport, error) {
 	for _, n := range names {
 		rep.Edge[n] = (m1[n] - m0[n]) / dur
 	}
-	rep.EdgeEnd = edgeCounters(e.urls, mSlow, mExpired)
-	if e.dev != nil {
+	rep.EdgeEnd = edgeCounters(e.urls, endNames...)
+	if e.local() {
 		rep.ClusterCPUCores = (cpu1 - cpu0).Seconds() / dur
 	}
 	rep.GeneratorCPUCores = (self1 - self0).Seconds() / dur
@@ -279,6 +282,9 @@ func runCalls(ctx context.Context, e *env) (*CallReport, error) {
 	}
 	if n := rep.EdgeEnd[mSlow] + rep.EdgeEnd[mExpired]; n > 0 {
 		fail("edges: %.0f slow-consumer disconnects, %.0f expired signals", rep.EdgeEnd[mSlow], rep.EdgeEnd[mExpired])
+	}
+	if n := rep.EdgeEnd[mFloorSlow]; n > 0 {
+		fail("floor: %.0f slow-consumer disconnects", n)
 	}
 	if b := rep.Background; b != nil && !b.Pass {
 		fail("background loadgen: exit %d %v", b.ExitCode, b.Failures)
@@ -331,7 +337,7 @@ func (r *callRun) connect(ctx context.Context, e *env) error {
 		return err
 	}
 	for _, p := range r.pairs {
-		if p.caller.Edge() == p.callee.Edge() {
+		if e.floor == nil && p.caller.Edge() == p.callee.Edge() {
 			return fmt.Errorf("pair %d: caller and callee both on %s", p.idx, p.caller.Edge())
 		}
 	}
@@ -689,8 +695,8 @@ setup (offer->answer at caller, ms)  %s
 offer (-> callee, ms)                %s
 answer leg (callee send -> caller)   %s
 offer ack (ms)                       %s
-edges                frames out %.0f/s, delivery records %.0f/s
-cpu (cores)          cluster %.2f, this generator %.2f, loadgen %.2f, irq/softirq %.2f, other processes %.2f (load average %s)
+%s
+cpu (cores)          server %.2f, this generator %.2f, loadgen %.2f, irq/softirq %.2f, other processes %.2f (load average %s)
 `,
 		rep.Cluster, rep.Machine.CPUs, rep.Machine.GoVersion,
 		c.Config.Pairs, c.Config.Edges, c.Config.Placement, c.Config.CallsPerSecPerPair, c.Config.CallsPerSec, c.Config.PayloadBytes,
@@ -699,13 +705,21 @@ cpu (cores)          cluster %.2f, this generator %.2f, loadgen %.2f, irq/softir
 		c.SignalErrors, c.SignalErrorKinds, c.Duplicates, c.BadCallSeq, c.UnexpectedFrames, c.Disconnects,
 		c.SetupRetries,
 		q(c.SetupMs), q(c.OfferMs), q(c.LegMs), q(c.AckMs),
-		c.Edge[mFramesOut], c.Edge[mDeliveries],
+		countersLine(c),
 		c.ClusterCPUCores, c.GeneratorCPUCores, c.LoadgenCPUCores, c.IRQCores, c.OtherCPUCores, loadAvg())
 	if len(c.Failures) == 0 {
 		fmt.Println("result               PASS (every call answered, no signal error, no duplicate)")
 	} else {
 		fmt.Println("result               FAIL:", strings.Join(c.Failures, "; "))
 	}
+}
+
+// countersLine is the server's counters per second of the window.
+func countersLine(c *CallReport) string {
+	if _, ok := c.Edge[mFloorFrames]; ok {
+		return fmt.Sprintf("floor                frames out %.0f/s, signals relayed %.0f/s", c.Edge[mFloorFrames], c.Edge[mFloorSignals])
+	}
+	return fmt.Sprintf("edges                frames out %.0f/s, delivery records %.0f/s", c.Edge[mFramesOut], c.Edge[mDeliveries])
 }
 
 // pairGroup is the group a caller and its callee share.

@@ -3,7 +3,10 @@
 //
 // It starts `causeway dev --edges 3` from a built binary in its own process
 // (as benchmarks/run.sh does; or drives an existing cluster with -url and
-// -secret) and runs one of two scenarios:
+// -secret), or with -target floor the floor server (benchmarks/cmd/floor,
+// one process: there is no second server to put the callee on, so caller
+// and callee share it and the floor's figure is the relay alone), and runs
+// one of two scenarios:
 //
 //   - call (default): -pairs caller/callee pairs, caller and callee always
 //     on different edges. Each caller sends `offer` to its callee on a
@@ -13,13 +16,15 @@
 //     send time: offer received by the callee, answer received by the
 //     caller (the call-setup latency). With -load, benchmarks/cmd/loadgen
 //     runs as a separate process against the same edges during the
-//     measurement (group fan-out as background load).
+//     measurement (group fan-out as background load). The floor runs
+//     this scenario unchanged (it relays signal frames).
 //   - presence: for each -watchers level W, W sessions (spread over the
 //     edges) watch one user X. X connects and disconnects -spaced times,
 //     -spacing apart (every change is pushed: frames per watcher and
 //     change -> update latency), then -flaps times and connects once more,
 //     -flap-interval between changes (coalescing: at most one push per
 //     sequencer.presence_window per watcher, ending in the true state).
+//     Causeway only: the floor has no presence.
 //
 // It prints a summary, writes JSON to -out and stops every process it
 // started. See benchmarks/RESULTS.md.
@@ -48,13 +53,16 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/causeway/causeway/benchmarks/internal/machine"
+	"github.com/causeway/causeway/benchmarks/internal/procs"
 	"github.com/causeway/causeway/edge"
 	"github.com/causeway/causeway/edge/client"
 )
 
 var (
 	scenario = flag.String("scenario", "call", "call (call-setup latency) or presence (presence fan-out)")
+	target   = flag.String("target", "causeway", "server to measure: causeway (causeway dev, or -url) or floor (benchmarks/cmd/floor, one process started here; call scenario only)")
 	binPath  = flag.String("causeway", "", "path to a built causeway binary (empty: go build ./cmd/causeway into a temp dir)")
+	floorBin = flag.String("floor", "", "with -target floor: path to a built floor server (empty: go build ./benchmarks/cmd/floor)")
 	nEdges   = flag.Int("edges", 3, "edges of the `causeway dev` cluster started here")
 	urls     = flag.String("url", "", "comma-separated edge WebSocket URLs of an existing cluster (empty: start `causeway dev`)")
 	secret   = flag.String("secret", "", "token secret of the -url cluster")
@@ -96,6 +104,10 @@ func main() {
 			_ = flag.Set(name, v)
 		}
 	}
+	suffix := ""
+	if *target == "floor" {
+		suffix = "-floor"
+	}
 	if *quick {
 		def("scenario", "call")
 		def("pairs", "6")
@@ -103,9 +115,9 @@ func main() {
 		def("warmup", "1s")
 		def("duration", "3s")
 		def("drain", "5s")
-		def("out", "test-output/callsetup-quick.json")
+		def("out", "test-output/callsetup"+suffix+"-quick.json")
 	}
-	def("out", "benchmarks/results/"+*scenario+"-latest.json")
+	def("out", "benchmarks/results/"+*scenario+suffix+"-latest.json")
 	if err := validate(); err != nil {
 		fmt.Fprintln(os.Stderr, "callsetup:", err)
 		os.Exit(2)
@@ -134,6 +146,10 @@ func validate() error {
 	switch {
 	case *scenario != "call" && *scenario != "presence":
 		return errors.New("-scenario must be call or presence")
+	case *target != "causeway" && *target != "floor":
+		return errors.New("-target must be causeway or floor")
+	case *target == "floor" && (*scenario != "call" || *urls != ""):
+		return errors.New("-target floor runs the call scenario against a floor started here (no presence, no -url)")
 	case *urls == "" && *nEdges < 2:
 		return errors.New("-edges must be at least 2 (caller and callee on different edges)")
 	case *urls != "" && *secret == "":
@@ -178,6 +194,7 @@ type Report struct {
 		MemTotal   string `json:"mem_total"`
 		NoFile     uint64 `json:"rlimit_nofile"`
 	} `json:"machine"`
+	Target   string          `json:"target"`
 	Cluster  string          `json:"cluster"`
 	Edges    []string        `json:"edges"`
 	Call     *CallReport     `json:"call,omitempty"`
@@ -188,7 +205,7 @@ type Report struct {
 }
 
 func run(ctx context.Context) (*Report, error) {
-	rep := &Report{Time: time.Now().UTC(), Scenario: *scenario, Command: strings.Join(os.Args, " ")}
+	rep := &Report{Time: time.Now().UTC(), Scenario: *scenario, Target: *target, Command: strings.Join(os.Args, " ")}
 	rep.Machine.CPUs = runtime.NumCPU()
 	rep.Machine.GOMAXPROCS = runtime.GOMAXPROCS(0)
 	rep.Machine.GoVersion = runtime.Version()
@@ -211,8 +228,26 @@ func run(ctx context.Context) (*Report, error) {
 	}
 
 	var cl *devProc
+	var fl *procs.Server
 	sec := []byte(*secret)
-	if *urls != "" {
+	switch {
+	case *target == "floor":
+		bin := *floorBin
+		if bin == "" {
+			if bin, err = goBuild(dir, "floor", "./benchmarks/cmd/floor"); err != nil {
+				return nil, err
+			}
+		}
+		t0 := time.Now()
+		if fl, err = procs.StartFloor(ctx, bin, dir, nil); err != nil {
+			return nil, fmt.Errorf("start the floor: %w", err)
+		}
+		defer fl.Stop(5 * time.Second)
+		sec = []byte(fl.Secret)
+		rep.Cluster = "floor (benchmarks/cmd/floor, one process: caller and callee on the same server)"
+		rep.Edges = fl.URLs
+		fmt.Printf("floor up in %.2fs: %s\n", time.Since(t0).Seconds(), fl.URLs[0])
+	case *urls != "":
 		rep.Cluster = "external (-url)"
 		for _, u := range strings.Split(*urls, ",") {
 			if u = strings.TrimSpace(u); u != "" {
@@ -222,7 +257,7 @@ func run(ctx context.Context) (*Report, error) {
 		if len(rep.Edges) < 2 {
 			return nil, errors.New("-url needs at least 2 edges")
 		}
-	} else {
+	default:
 		bin := *binPath
 		if bin == "" {
 			if bin, err = goBuild(dir, "causeway", "./cmd/causeway"); err != nil {
@@ -243,7 +278,7 @@ func run(ctx context.Context) (*Report, error) {
 		fmt.Printf("causeway dev up in %.2fs: %s\n", time.Since(t0).Seconds(), strings.Join(cl.urls, " "))
 	}
 
-	env := &env{dir: dir, urls: rep.Edges, secret: sec, dev: cl}
+	env := &env{dir: dir, urls: rep.Edges, secret: sec, dev: cl, floor: fl}
 	switch *scenario {
 	case "call":
 		rep.Call, err = runCalls(ctx, env)
@@ -274,7 +309,31 @@ type env struct {
 	dir    string
 	urls   []string
 	secret []byte
-	dev    *devProc // nil with -url
+	dev    *devProc      // nil with -url and -target floor
+	floor  *procs.Server // with -target floor
+}
+
+// local reports whether the server runs on this machine, started here,
+// so its CPU can be read.
+func (e *env) local() bool { return e.dev != nil || e.floor != nil }
+
+// serverCPU is the CPU time the server process has used so far.
+func (e *env) serverCPU() time.Duration {
+	if e.floor != nil {
+		return procCPU(e.floor.PID())
+	}
+	return e.dev.cpu()
+}
+
+// counters are the server's /metrics counters the call scenario reads
+// per second of its window (frames written, and delivery records or
+// relayed signals) and at its end (slow consumers, expired signals:
+// either fails the run).
+func (e *env) counters() (window, end []string) {
+	if e.floor != nil {
+		return []string{mFloorFrames, mFloorSignals}, []string{mFloorSlow}
+	}
+	return []string{mFramesOut, mDeliveries}, []string{mSlow, mExpired}
 }
 
 func (e *env) dial(ctx context.Context, user string, edgeIdx int, opts *client.Options) (*client.Client, error) {
@@ -533,6 +592,10 @@ const (
 	mDeliveries = "causeway_edge_deliveries_total"
 	mSlow       = "causeway_edge_slow_consumer_disconnects_total"
 	mExpired    = "causeway_edge_signals_expired_total"
+
+	mFloorFrames  = "floor_frames_out_total"
+	mFloorSignals = "floor_signals_total"
+	mFloorSlow    = "floor_slow_consumer_disconnects_total"
 )
 
 // Latencies are recorded in microseconds, 1 us .. 10 min, 3 significant

@@ -6,6 +6,7 @@
 //   - GET /debug/gc runs a full GC, returns free memory to the OS
 //     (debug.FreeOSMemory) and answers goroutines, heap and stack figures
 //     as JSON, so that RSS can be read after GC;
+//   - /debug/pprof/ (heap, goroutine, profile, ...) on the admin address;
 //   - /metrics on the edge's own port also carries the Go runtime's
 //     collector (go_goroutines, go_memstats_*).
 //
@@ -24,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	httppprof "net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
@@ -80,6 +82,9 @@ func run() error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/gc", gcHandler)
+	// Profiles of the connections' memory (go tool pprof .../heap).
+	mux.HandleFunc("/debug/pprof/", httppprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = hs.Serve(ln) }()
 	defer hs.Close()

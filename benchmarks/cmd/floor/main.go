@@ -11,15 +11,27 @@
 //     the floor trusts its clients);
 //   - join -> ack (no membership, no member event);
 //   - subscribe -> subscribed (seq = the group's latest seq) + ack;
-//     unsubscribe -> ack;
+//     unsubscribe -> ack. The floor keeps no history: `recovered` is true
+//     unless the subscribe carries a `since` other than the group's latest
+//     seq (after a restart the floor's seqs start again from 0, and a
+//     resubscribing client.Session must be told that what it missed is
+//     gone, or it would drop the new, lower seqs as duplicates);
 //   - send -> the msg frame, encoded once and queued to every subscriber
 //     of the group, then ack with the seq. Seqs are dense per group, so the
 //     generator's order checks hold;
-//   - read, typing, ping -> ack (nothing else);
+//   - signal -> the signal frame (from, from_session, call, call_seq,
+//     kind, payload), encoded once and queued to every session of `to`, or
+//     to the one session `to_session` names, then ack; error unavailable
+//     (reason offline) when no such session is connected. call_seq counts
+//     the call's signals from the sending session (1, 2, 3...). This is
+//     what benchmarks/cmd/callsetup's call scenario needs (signal.go);
+//   - read, typing, ping, join, leave -> ack (nothing else);
 //   - anything else -> error bad_request.
 //
-// What it does not do: Kafka, durability, history, dedup, auth, presence,
-// receipts, pings to clients. Each connection has one reader (the handler
+// What it does not do: Kafka, durability, history, dedup, auth, reach
+// checks (any user may signal any other: the floor trusts its clients),
+// signal TTLs and buffering for late or resumed sessions,
+// answered_elsewhere, presence, receipts, pings to clients. Each connection has one reader (the handler
 // goroutine) and one writer goroutine that coalesces every queued frame
 // into one WebSocket message and one write, as the edge does; a connection
 // whose queue passes -queue-frames is closed with 4409 (slow consumer).
@@ -58,6 +70,7 @@ const subprotocol = "causeway.v1"
 
 var (
 	addr        = flag.String("addr", "127.0.0.1:0", "listen address")
+	id          = flag.String("id", "floor", "this server's name in welcome's \"edge\" (a recovery floor runs two)")
 	queueFrames = flag.Int("queue-frames", 4096, "frames queued for one connection before it is closed as a slow consumer (4409)")
 	readLimit   = flag.Int64("read-limit", 256<<10, "largest WebSocket message accepted")
 )
@@ -73,6 +86,12 @@ type server struct {
 	msgs       atomic.Int64
 	slow       atomic.Int64
 	sessionSeq atomic.Uint64
+	signals    atomic.Int64
+	offline    atomic.Int64
+
+	// users indexes the live sessions of every user, for signals.
+	umu   sync.Mutex
+	users map[string][]*conn
 }
 
 // group is a broadcast list with a dense seq. The seq is assigned and the
@@ -93,6 +112,8 @@ type conn struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	groups  map[*group]struct{} // reader-owned
+	// callSeqs counts this session's signals per call (reader-owned).
+	callSeqs map[string]uint64
 
 	mu     sync.Mutex
 	queue  [][]byte
@@ -103,19 +124,13 @@ type conn struct {
 
 func main() {
 	flag.Parse()
-	s := &server{groups: map[string]*group{}}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/ws", s.serveWS)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ready\n")) })
-	mux.HandleFunc("GET /metrics", s.metrics)
-	mux.HandleFunc("/debug/gc", gcHandler)
+	s := newServer()
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "floor:", err)
 		os.Exit(1)
 	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {
@@ -129,6 +144,21 @@ func main() {
 		fmt.Fprintln(os.Stderr, "floor:", err)
 		os.Exit(1)
 	}
+}
+
+func newServer() *server {
+	return &server{groups: map[string]*group{}, users: map[string][]*conn{}}
+}
+
+// handler serves the WebSocket endpoint and the HTTP endpoints.
+func (s *server) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/ws", s.serveWS)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ready\n")) })
+	mux.HandleFunc("GET /metrics", s.metrics)
+	mux.HandleFunc("/debug/gc", gcHandler)
+	return mux
 }
 
 func (s *server) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -150,6 +180,9 @@ func (s *server) serveWS(w http.ResponseWriter, r *http.Request) {
 		for g := range c.groups {
 			g.remove(c)
 		}
+		if c.user != "" {
+			s.removeUser(c)
+		}
 		_ = ws.CloseNow()
 		s.conns.Add(-1)
 	}()
@@ -165,6 +198,13 @@ type frame struct {
 	Group       string          `json:"group"`
 	ClientMsgID string          `json:"client_msg_id"`
 	Body        json.RawMessage `json:"body"`
+	Since       *uint64         `json:"since"`
+	// signal
+	To        string          `json:"to"`
+	ToSession string          `json:"to_session"`
+	Call      string          `json:"call"`
+	Kind      string          `json:"kind"`
+	Payload   json.RawMessage `json:"payload"`
 }
 
 func (c *conn) serve() {
@@ -208,10 +248,11 @@ func (c *conn) handle(line []byte) bool {
 			return true
 		}
 		c.user = user
+		c.srv.addUser(c)
 		b := appendStrField([]byte(`{"type":"welcome"`), "id", f.ID)
 		b = appendStrField(b, "user", user)
 		b = appendStrField(b, "session", c.session)
-		b = appendStrField(b, "edge", "floor")
+		b = appendStrField(b, "edge", *id)
 		c.enqueue(append(b, '}'))
 		return true
 	}
@@ -234,7 +275,9 @@ func (c *conn) handle(line []byte) bool {
 		b := appendStrField([]byte(`{"type":"subscribed"`), "id", f.ID)
 		b = appendStrField(b, "group", g.id)
 		b = strconv.AppendUint(append(b, `,"seq":`...), g.seq, 10)
-		b = append(b, `,"recovered":true}`...)
+		// No history: only a client that missed nothing is recovered.
+		b = strconv.AppendBool(append(b, `,"recovered":`...), f.Since == nil || *f.Since == g.seq)
+		b = append(b, '}')
 		c.enqueue(b) // under the group's lock: before any later msg
 		g.mu.Unlock()
 		c.enqueue(ack(f.ID, "", 0))
@@ -251,6 +294,8 @@ func (c *conn) handle(line []byte) bool {
 		seq := c.srv.group(f.Group).publish(c.user, f.ClientMsgID, f.Body)
 		c.srv.msgs.Add(1)
 		c.enqueue(ack(f.ID, f.Group, seq))
+	case "signal":
+		c.signal(&f)
 	default:
 		c.enqueue(errorFrame(f.ID, "bad_request", "frame type "+f.Type+" is not supported by the floor"))
 	}
@@ -378,9 +423,13 @@ func ack(id, group string, seq uint64) []byte {
 	return append(b, '}')
 }
 
-func errorFrame(id, code, msg string) []byte {
+func errorFrame(id, code, msg string) []byte { return errorReason(id, code, "", msg) }
+
+// errorReason is an error frame with a reason (omitted when empty).
+func errorReason(id, code, reason, msg string) []byte {
 	b := appendStrField([]byte(`{"type":"error"`), "id", id)
 	b = appendStrField(b, "code", code)
+	b = appendStrField(b, "reason", reason)
 	b = appendStrField(b, "message", msg)
 	return append(b, '}')
 }
@@ -421,8 +470,8 @@ func (s *server) metrics(w http.ResponseWriter, _ *http.Request) {
 	s.mu.Lock()
 	ng := len(s.groups)
 	s.mu.Unlock()
-	fmt.Fprintf(w, "floor_connections %d\nfloor_groups %d\nfloor_frames_in_total %d\nfloor_msgs_total %d\nfloor_frames_out_total %d\nfloor_writes_total %d\nfloor_slow_consumer_disconnects_total %d\ngo_goroutines %d\n",
-		s.conns.Load(), ng, s.framesIn.Load(), s.msgs.Load(), s.framesOut.Load(), s.writes.Load(), s.slow.Load(), runtime.NumGoroutine())
+	fmt.Fprintf(w, "floor_connections %d\nfloor_groups %d\nfloor_frames_in_total %d\nfloor_msgs_total %d\nfloor_signals_total %d\nfloor_signals_offline_total %d\nfloor_frames_out_total %d\nfloor_writes_total %d\nfloor_slow_consumer_disconnects_total %d\ngo_goroutines %d\n",
+		s.conns.Load(), ng, s.framesIn.Load(), s.msgs.Load(), s.signals.Load(), s.offline.Load(), s.framesOut.Load(), s.writes.Load(), s.slow.Load(), runtime.NumGoroutine())
 }
 
 // gcHandler runs a full GC, returns freed memory to the OS and reports the

@@ -15,6 +15,21 @@
 //
 // It reports p50/p90/p99/max over those clients, writes JSON to -out and
 // kills every process it started.
+//
+// With -target floor the same clients, groups and publishers run against
+// two floor servers (benchmarks/cmd/floor, -floor BIN) instead: floors
+// share nothing, so a group lives wholly on one of them (every third group
+// on the first, as a third of the clients are on Causeway's edge 1), and
+// its members and publisher prefer that floor and fail over to the other.
+// After -warmup the first is SIGKILLed; its clients (and its groups'
+// publishers) reconnect to the second, already listening, and resubscribe.
+// The same times are measured from the kill, with one difference the
+// floor forces: it keeps no history, and the second floor numbers a moved
+// group from 0, so what was published meanwhile is gone. Those
+// resubscribes are answered recovered=false (counted in
+// unrecoverable_subscribed, not a failure) and "live" is the first message
+// after the kill, gap or not. Duplicates, gaps after the move, send errors
+// and clients behind at the end still fail it.
 package main
 
 import (
@@ -24,7 +39,6 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
-	"github.com/causeway/causeway/benchmarks/internal/machine"
 	"io"
 	"net"
 	"net/http"
@@ -41,6 +55,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/causeway/causeway/benchmarks/internal/machine"
+	"github.com/causeway/causeway/benchmarks/internal/procs"
 	"github.com/causeway/causeway/edge"
 	"github.com/causeway/causeway/edge/client"
 )
@@ -62,6 +78,8 @@ var (
 	out        = flag.String("out", "benchmarks/results/recovery-latest.json", "write the JSON report here (empty: do not write)")
 	keepLogs   = flag.Bool("keep", false, "keep the temp dir (process logs) instead of removing it")
 	sigName    = flag.String("signal", "KILL", "signal sent to edge 1's process group: KILL, or STOP (a hung edge whose sockets stay open)")
+	target     = flag.String("target", "causeway", "causeway (broker, sequencer, 3 edges; edge 1 killed) or floor (two floor servers; the first killed, its clients fail over to the second)")
+	floorBin   = flag.String("floor", "", "with -target floor: path to a built floor server (empty: go build ./benchmarks/cmd/floor)")
 )
 
 var sig syscall.Signal
@@ -217,10 +235,21 @@ func (c *cluster) up(nEdges int) error {
 
 func wsURL(addr string) string { return "ws://" + addr + "/v1/ws" }
 
+// floorHome is the floor (0: the one killed) of group g with -target
+// floor: every third group, as a third of the clients are on the edge
+// Causeway's run kills.
+func floorHome(g int) int {
+	if g%3 == 0 {
+		return 0
+	}
+	return 1
+}
+
 // member is one client Session in one group.
 type member struct {
 	user, group string
 	home        int
+	floor       bool // -target floor: a moved group starts again, no history
 	s           *client.Session
 
 	mu        sync.Mutex
@@ -245,7 +274,13 @@ func (m *member) receive(killNS *atomic.Int64) {
 		m.mu.Lock()
 		switch f.Type {
 		case "subscribed":
-			if !f.Recovered && m.known {
+			switch {
+			case !f.Recovered && m.known && m.floor:
+				// The other floor has nothing of before: its seqs
+				// start again, and the next msg is the new position.
+				m.lost++
+				m.known = false
+			case !f.Recovered && m.known:
 				m.lost++
 				if !m.killT.IsZero() {
 					m.gapAfterK = true
@@ -310,6 +345,7 @@ func quant(d []time.Duration) dist {
 
 // Report is the JSON written to -out.
 type Report struct {
+	Target  string    `json:"target"`
 	Time    time.Time `json:"time"`
 	Command string    `json:"command"`
 	Machine struct {
@@ -370,6 +406,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "recovery: -signal must be KILL or STOP")
 		os.Exit(2)
 	}
+	if *target != "causeway" && *target != "floor" {
+		fmt.Fprintln(os.Stderr, "recovery: -target must be causeway or floor")
+		os.Exit(2)
+	}
+	if *target == "floor" && sig != syscall.SIGKILL {
+		fmt.Fprintln(os.Stderr, "recovery: -target floor kills a floor: -signal must be KILL")
+		os.Exit(2)
+	}
 	if *nClients < 1 || *groupSize < 1 || *interval <= 0 {
 		fmt.Fprintln(os.Stderr, "recovery: -clients, -group-size and -interval must be positive")
 		os.Exit(2)
@@ -412,7 +456,8 @@ func buildBinary(dir string) (string, error) {
 }
 
 func bench(ctx context.Context) (*Report, error) {
-	rep := &Report{Time: time.Now().UTC(), Command: strings.Join(os.Args, " ")}
+	rep := &Report{Target: *target, Time: time.Now().UTC(), Command: strings.Join(os.Args, " ")}
+	isFloor := *target == "floor"
 	fillMachine(rep)
 	nf, err := raiseNoFile()
 	if err != nil {
@@ -430,7 +475,14 @@ func bench(ctx context.Context) (*Report, error) {
 		defer os.RemoveAll(dir)
 	}
 	bin := *binPath
-	if bin == "" {
+	if isFloor {
+		bin = *floorBin
+		if bin == "" {
+			if bin, err = procs.GoBuild(dir, "floor", "./benchmarks/cmd/floor"); err != nil {
+				return nil, err
+			}
+		}
+	} else if bin == "" {
 		if bin, err = buildBinary(dir); err != nil {
 			return nil, err
 		}
@@ -464,10 +516,21 @@ func bench(ctx context.Context) (*Report, error) {
 	cfg.EventBuffer, cfg.Edges, cfg.BrokerDisk, cfg.Env = *eventBuf, 3, *dataDir, extra
 
 	t0 := time.Now()
-	if err := c.up(3); err != nil {
-		return nil, err
+	var fp *floorPair
+	if isFloor {
+		cfg.Edges, cfg.BrokerDisk, cfg.Env = 2, false, nil
+		if fp, err = startFloorPair(ctx, bin, dir); err != nil {
+			return nil, err
+		}
+		defer fp.stop()
+		c.edges, c.edgeIDs = fp.addrs[:], fp.ids[:]
+		fmt.Printf("floors up in %.1fs: %v\n", time.Since(t0).Seconds(), fp.addrs)
+	} else {
+		if err := c.up(3); err != nil {
+			return nil, err
+		}
+		fmt.Printf("cluster up in %.1fs: broker %s, edges %v\n", time.Since(t0).Seconds(), c.baddr, c.edges)
 	}
-	fmt.Printf("cluster up in %.1fs: broker %s, edges %v\n", time.Since(t0).Seconds(), c.baddr, c.edges)
 
 	prefix := hex.EncodeToString(sb[:3])
 	token := func(user string) func(context.Context) (string, error) {
@@ -476,7 +539,12 @@ func bench(ctx context.Context) (*Report, error) {
 		}
 	}
 	sessCfg := func(user string, urls []string) client.SessionConfig {
-		return client.SessionConfig{URLs: urls, Token: token(user), MinBackoff: *minBackoff, MaxBackoff: *maxBackoff, EventBuffer: *eventBuf}
+		sc := client.SessionConfig{URLs: urls, Token: token(user), MinBackoff: *minBackoff, MaxBackoff: *maxBackoff, EventBuffer: *eventBuf}
+		if isFloor {
+			// A group's clients must all be on its floor.
+			sc.Order = client.OrderListed
+		}
+		return sc
 	}
 	urlsFrom := func(home int) []string {
 		u := []string{wsURL(c.edges[home])}
@@ -513,7 +581,10 @@ func bench(ctx context.Context) (*Report, error) {
 	var wg sync.WaitGroup
 	var firstErr atomic.Value
 	for i := range members {
-		m := &member{user: fmt.Sprintf("rec-%s-u%d", prefix, i), group: fmt.Sprintf("rec-%s-g%d", prefix, i / *groupSize), home: i % 3}
+		m := &member{user: fmt.Sprintf("rec-%s-u%d", prefix, i), group: fmt.Sprintf("rec-%s-g%d", prefix, i / *groupSize), home: i % len(c.edges), floor: isFloor}
+		if isFloor {
+			m.home = floorHome(i / *groupSize)
+		}
 		members[i] = m
 		wg.Add(1)
 		sem <- struct{}{}
@@ -548,20 +619,26 @@ func bench(ctx context.Context) (*Report, error) {
 	}
 
 	// One publisher per group, on edges 2 and 3 only: the kill must not
-	// stall the traffic we measure with.
+	// stall the traffic we measure with. (A floor group's publisher is on
+	// its floor: those of the killed one reconnect too.)
 	type pubState struct {
 		s       *client.Session
 		maxSeq  atomic.Uint64
+		lastSeq atomic.Uint64 // a moved floor group's seqs start again
 		sent    atomic.Int64
 		errs    atomic.Int64
 		lastErr atomic.Value
 	}
 	pubs := make([]*pubState, groups)
-	pubURLs := []string{wsURL(c.edges[1]), wsURL(c.edges[2])}
+	pubURLs := []string{wsURL(c.edges[1%len(c.edges)]), wsURL(c.edges[2%len(c.edges)])}
 	for g := 0; g < groups; g++ {
 		user := fmt.Sprintf("rec-%s-pub%d", prefix, g)
 		group := fmt.Sprintf("rec-%s-g%d", prefix, g)
-		s, err := client.Connect(ctx, sessCfg(user, pubURLs))
+		urls := pubURLs
+		if isFloor {
+			urls = urlsFrom(floorHome(g))
+		}
+		s, err := client.Connect(ctx, sessCfg(user, urls))
 		if err != nil {
 			return nil, fmt.Errorf("publisher %d: %w", g, err)
 		}
@@ -604,6 +681,7 @@ func bench(ctx context.Context) (*Report, error) {
 					p.lastErr.Store(err.Error())
 				} else {
 					p.sent.Add(1)
+					p.lastSeq.Store(seq)
 					if seq > p.maxSeq.Load() {
 						p.maxSeq.Store(seq)
 					}
@@ -665,7 +743,11 @@ func bench(ctx context.Context) (*Report, error) {
 		m.mu.Unlock()
 	}
 	killNS.Store(killT.UnixNano())
-	_ = syscall.Kill(-c.edgeProc[0].cmd.Process.Pid, sig)
+	if isFloor {
+		fp.kill()
+	} else {
+		_ = syscall.Kill(-c.edgeProc[0].cmd.Process.Pid, sig)
+	}
 	fmt.Printf("SIG%s sent to %s (%d clients on it) at %s\n", *sigName, c.edgeIDs[0], len(affected), killT.Format("15:04:05.000"))
 
 	// Poll for reconnects and liveness.
@@ -740,6 +822,9 @@ func bench(ctx context.Context) (*Report, error) {
 	want := make(map[string]uint64)
 	for g, p := range pubs {
 		want[fmt.Sprintf("rec-%s-g%d", prefix, g)] = p.maxSeq.Load()
+		if isFloor {
+			want[fmt.Sprintf("rec-%s-g%d", prefix, g)] = p.lastSeq.Load()
+		}
 		rep.Sent += p.sent.Load()
 		rep.SendErrors += p.errs.Load()
 		if e, ok := p.lastErr.Load().(string); ok && rep.SendErrorSample == "" {
@@ -801,7 +886,10 @@ func bench(ctx context.Context) (*Report, error) {
 	if rep.Recovered < rep.Affected {
 		fail("%d of %d affected clients not live again within %v", rep.Affected-rep.Recovered, rep.Affected, *timeout)
 	}
-	if rep.Gaps > 0 || rep.Unrecoverable > 0 {
+	switch {
+	case isFloor && rep.Gaps > 0:
+		fail("%d gaps seen by the application (a moved group's seqs start again on the other floor, but must be dense after)", rep.Gaps)
+	case !isFloor && (rep.Gaps > 0 || rep.Unrecoverable > 0):
 		fail("%d gaps, %d unrecoverable subscribes seen by the application", rep.Gaps, rep.Unrecoverable)
 	}
 	if rep.Duplicates > 0 {
@@ -840,14 +928,18 @@ func fillMachine(rep *Report) {
 
 func printSummary(rep *Report) {
 	r, l := rep.ReconnectMs, rep.LiveMs
+	killed, liveText := "edge-1", "live, no gap        "
+	if rep.Target == "floor" {
+		killed, liveText = "floor-a", "live (floor: no gap check across the move)"
+	}
 	fmt.Printf(`
-== recovery summary (%d CPUs, %s, edge-1 got %s)
-clients              %d in %d groups of %d, 1 publisher/group every %.0f ms, 3 edges
+== recovery summary (%d CPUs, %s, %s got %s)
+clients              %d in %d groups of %d, 1 publisher/group every %.0f ms, %d server process(es)
 placement at kill    %v
-affected (on edge-1) %d
+affected             %d
 connection seen lost %d: p50 %.0f  p90 %.0f  p99 %.0f  max %.0f ms
 reconnected          %d within %.0fs: p50 %.0f  p90 %.0f  p99 %.0f  max %.0f ms
-live, no gap         %d within %.0fs: p50 %.0f  p90 %.0f  p99 %.0f  max %.0f ms (min %.0f)
+%s %d within %.0fs: p50 %.0f  p90 %.0f  p99 %.0f  max %.0f ms (min %.0f)
 all recovered after  %.2fs
 application saw      %d gaps, %d duplicates, %d unrecoverable subscribes (%d clients with a gap after the kill)
 unaffected clients   %d reconnected; publishers reconnected %d
@@ -856,12 +948,12 @@ after settle         %d clients behind their group's last acked seq
 affected sessions    %v
 result               %s
 `,
-		rep.Machine.CPUs, rep.Machine.GoVersion, rep.Config.Signal,
-		rep.Config.Clients, rep.Config.Groups, rep.Config.GroupSize, rep.Config.IntervalMs,
+		rep.Machine.CPUs, rep.Machine.GoVersion, killed, rep.Config.Signal,
+		rep.Config.Clients, rep.Config.Groups, rep.Config.GroupSize, rep.Config.IntervalMs, rep.Config.Edges,
 		rep.Placement, rep.Affected,
 		rep.DetectMs.Count, rep.DetectMs.P50, rep.DetectMs.P90, rep.DetectMs.P99, rep.DetectMs.Max,
 		rep.Reconnected, rep.Config.TimeoutSec, r.P50, r.P90, r.P99, r.Max,
-		rep.Recovered, rep.Config.TimeoutSec, l.P50, l.P90, l.P99, l.Max, l.Min,
+		liveText, rep.Recovered, rep.Config.TimeoutSec, l.P50, l.P90, l.P99, l.Max, l.Min,
 		rep.AllRecoveredSec,
 		rep.Gaps, rep.Duplicates, rep.Unrecoverable, rep.GapClients,
 		rep.UnaffectedRecon, rep.PublisherRecon,
@@ -873,6 +965,9 @@ result               %s
 }
 
 func passText(rep *Report) string {
+	if rep.Pass && rep.Target == "floor" {
+		return "PASS (every affected client live again on the other floor; no duplicates; every client caught up)"
+	}
 	if rep.Pass {
 		return "PASS (every affected client live again with no gap; no duplicates; every client caught up)"
 	}

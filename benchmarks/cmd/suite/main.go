@@ -19,8 +19,16 @@
 //     frames per message against group size, next to the naive N*(N-1));
 //   - idle: benchmarks/cmd/idle (memory and goroutines per idle
 //     subscribed connection, Causeway's edge and the floor);
-//   - recovery and signaling (optional, -scenarios): the existing
-//     benchmarks/cmd/recovery and benchmarks/cmd/callsetup programs.
+//   - recovery and signaling (optional, -scenarios): benchmarks/cmd/recovery
+//     (time for 1,000 clients to be live again after their server is
+//     SIGKILLed) and benchmarks/cmd/callsetup -load (offer -> answer
+//     latency under fan-out load), each run first against the floor
+//     (-target floor: two floor processes for recovery, the first killed
+//     and its clients failing over to the second; one floor with caller
+//     and callee on it for signaling) and then against
+//     Causeway (edge 1 of 3 killed; caller and callee on different edges
+//     of `causeway dev --edges 3`), every figure also given as a ratio to
+//     the floor's.
 //
 // Output in -out: one JSON per run (loadgen's report, etc.), suite.json
 // (everything, with ratios and saturation points), summary.md (the tables
@@ -47,6 +55,7 @@ import (
 
 	"github.com/causeway/causeway/benchmarks/internal/machine"
 	"github.com/causeway/causeway/benchmarks/internal/procs"
+	"github.com/causeway/causeway/benchmarks/internal/report"
 )
 
 var (
@@ -102,6 +111,12 @@ var (
 	rcMsgs  = flag.Int("receipts-messages", 20, "receipts: messages per group")
 	rcRate  = flag.Float64("receipts-rate", 10, "receipts: messages per second per group")
 
+	// recovery, signaling
+	recClients  = flag.Int("recovery-clients", 1000, "recovery: client Sessions (in groups of 10), against each server")
+	recWarmup   = flag.Duration("recovery-warmup", 5*time.Second, "recovery: publishing before the kill")
+	sigDuration = flag.Duration("signaling-duration", 10*time.Second, "signaling: measured call setup against each server")
+	sigLoadArgs = flag.String("signaling-load-args", "", "signaling: loadgen flags of the background load (empty: callsetup's default, 10 groups x 100 members at 50 msgs/s = 50,000 deliveries/s)")
+
 	// idle
 	idleLevels = flag.String("idle-levels", "5000,10000,18000", "idle: connection counts, ascending (cumulative)")
 	idleProcs  = flag.Int("idle-procs", 2, "idle: client processes per level step")
@@ -117,9 +132,12 @@ type Suite struct {
 	Scaling  *Scaling        `json:"scaling,omitempty"`
 	Receipts json.RawMessage `json:"receipts,omitempty"`
 	Idle     json.RawMessage `json:"idle,omitempty"`
-	Other    map[string]any  `json:"other,omitempty"`
-	Failures []string        `json:"failures,omitempty"`
-	WallSec  float64         `json:"wall_sec"`
+	// Recovery and Signaling: the floor's run and Causeway's, same
+	// invocation, and Causeway's figures as ratios to the floor's.
+	Recovery  *RecoveryPair  `json:"recovery,omitempty"`
+	Signaling *SignalingPair `json:"signaling,omitempty"`
+	Failures  []string       `json:"failures,omitempty"`
+	WallSec   float64        `json:"wall_sec"`
 }
 
 func main() {
@@ -158,6 +176,11 @@ func main() {
 		def("scaling-duration", "3s")
 		def("quiet-wait", "0s") // CI judges no numbers: never wait for a quiet machine
 		def("retries", "0")
+		// Not in the quick scenarios; short if asked for.
+		def("recovery-clients", "300")
+		def("recovery-warmup", "2s")
+		def("signaling-duration", "3s")
+		def("signaling-load-args", "-groups 4 -members 50 -rate 20")
 	}
 	if *replot != "" {
 		if err := redraw(*replot); err != nil {
@@ -214,7 +237,7 @@ func build(dir string, want map[string]bool) (*bins, error) {
 		need      bool
 	}{
 		{&b.loadgen, "loadgen", "./benchmarks/cmd/loadgen", want["fanout"] || want["scaling"] || want["signaling"]},
-		{&b.floor, "floor", "./benchmarks/cmd/floor", want["fanout"] || want["idle"]},
+		{&b.floor, "floor", "./benchmarks/cmd/floor", want["fanout"] || want["idle"] || want["recovery"] || want["signaling"]},
 		{&b.receipts, "receipts", "./benchmarks/cmd/receipts", want["receipts"]},
 		{&b.idle, "idle", "./benchmarks/cmd/idle", want["idle"]},
 		{&b.edgehost, "edgehost", "./benchmarks/cmd/edgehost", want["idle"]},
@@ -289,9 +312,15 @@ func run(ctx context.Context) (*Suite, error) {
 		case "idle":
 			s.Idle, err = runJSONTool(ctx, "idle", b.idle, tmp, idleArgs(b))
 		case "recovery":
-			err = runOther(ctx, s, "recovery", b.recovery, []string{"-causeway", b.causeway, "-out", filepath.Join(*outDir, "recovery.json")})
+			s.Recovery, err = runRecovery(ctx, b)
+			if s.Recovery != nil {
+				s.Failures = append(s.Failures, s.Recovery.Failures...)
+			}
 		case "signaling":
-			err = runOther(ctx, s, "signaling", b.callsetup, []string{"-causeway", b.causeway, "-loadgen", b.loadgen, "-load", "-duration", "10s", "-out", filepath.Join(*outDir, "call-load.json")})
+			s.Signaling, err = runSignaling(ctx, b)
+			if s.Signaling != nil {
+				s.Failures = append(s.Failures, s.Signaling.Failures...)
+			}
 		case "":
 		default:
 			err = fmt.Errorf("unknown scenario %q", sc)
@@ -355,14 +384,139 @@ func runJSONTool(ctx context.Context, name, bin, tmp string, args []string) (jso
 	return b, nil
 }
 
-func runOther(ctx context.Context, s *Suite, name, bin string, args []string) error {
-	fmt.Printf("suite: %s ...\n", name)
-	err := runTool(ctx, name, bin, args)
-	if s.Other == nil {
-		s.Other = map[string]any{}
+// RecoveryPair is the recovery scenario: benchmarks/cmd/recovery against
+// the floor (recovery-floor.json) and against Causeway (recovery.json).
+type RecoveryPair struct {
+	Floor    *report.Recovery   `json:"floor,omitempty"`
+	Causeway *report.Recovery   `json:"causeway,omitempty"`
+	Ratios   map[string]float64 `json:"ratios_to_floor,omitempty"`
+	Failures []string           `json:"failures,omitempty"`
+}
+
+// SignalingPair is the signaling scenario: benchmarks/cmd/callsetup -load
+// against the floor (call-load-floor.json) and against Causeway
+// (call-load.json).
+type SignalingPair struct {
+	Floor    *report.CallSetup  `json:"floor,omitempty"`
+	Causeway *report.CallSetup  `json:"causeway,omitempty"`
+	Ratios   map[string]float64 `json:"ratios_to_floor,omitempty"`
+	Failures []string           `json:"failures,omitempty"`
+}
+
+// computeRatios sets Causeway / floor for the times both runs measured
+// (0 when either is missing or the floor's is 0).
+func (r *RecoveryPair) computeRatios() {
+	r.Ratios = nil
+	if r.Floor == nil || r.Causeway == nil {
+		return
 	}
-	s.Other[name] = map[string]any{"log": name + ".log", "ok": err == nil}
-	return err
+	f, c := r.Floor, r.Causeway
+	r.Ratios = map[string]float64{
+		"reconnect_p50": div(c.ReconnectMs.P50, f.ReconnectMs.P50), "reconnect_p99": div(c.ReconnectMs.P99, f.ReconnectMs.P99),
+		"live_p50": div(c.LiveMs.P50, f.LiveMs.P50), "live_p99": div(c.LiveMs.P99, f.LiveMs.P99),
+		"live_max": div(c.LiveMs.Max, f.LiveMs.Max), "all_recovered": div(c.AllRecoveredSec, f.AllRecoveredSec),
+	}
+}
+
+func (r *SignalingPair) computeRatios() {
+	r.Ratios = nil
+	if r.Floor == nil || r.Causeway == nil || r.Floor.Call == nil || r.Causeway.Call == nil {
+		return
+	}
+	f, c := r.Floor.Call, r.Causeway.Call
+	r.Ratios = map[string]float64{
+		"setup_p50": div(c.SetupMs["p50"], f.SetupMs["p50"]), "setup_p99": div(c.SetupMs["p99"], f.SetupMs["p99"]),
+		"offer_p50": div(c.OfferMs["p50"], f.OfferMs["p50"]), "offer_p99": div(c.OfferMs["p99"], f.OfferMs["p99"]),
+	}
+}
+
+func div(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// runPair runs one program against the floor, then against Causeway
+// (each its own log, <name>-floor.log and <name>.log, and JSON), reads
+// both reports into floor and cw, and returns the failures of either run:
+// a failed floor run does not keep Causeway's from running.
+func runPair(ctx context.Context, name, bin, jsonBase string, floorArgs, cwArgs []string, floor, cw any) []string {
+	var failures []string
+	for _, r := range []struct {
+		target, log, out string
+		args             []string
+		into             any
+	}{
+		{"floor", name + "-floor", jsonBase + "-floor.json", floorArgs, floor},
+		{"causeway", name, jsonBase + ".json", cwArgs, cw},
+	} {
+		if ctx.Err() != nil {
+			break
+		}
+		out := filepath.Join(*outDir, r.out)
+		_ = os.Remove(out)
+		fmt.Printf("suite: %s against %s ...\n", name, r.target)
+		rerr := runTool(ctx, r.log, bin, append(r.args, "-out", out))
+		b, err := os.ReadFile(out)
+		if err == nil {
+			err = json.Unmarshal(b, r.into)
+		}
+		switch {
+		case err != nil:
+			failures = append(failures, fmt.Sprintf("%s against %s: no report (%v; exit: %v): %s", name, r.target, err, rerr, procs.Tail(filepath.Join(*outDir, r.log+".log"))))
+		case rerr != nil:
+			failures = append(failures, fmt.Sprintf("%s against %s exited: %v (see %s.log)", name, r.target, rerr, r.log))
+		}
+	}
+	return failures
+}
+
+func runRecovery(ctx context.Context, b *bins) (*RecoveryPair, error) {
+	common := []string{"-clients", strconv.Itoa(*recClients), "-warmup", recWarmup.String()}
+	p := &RecoveryPair{Floor: &report.Recovery{}, Causeway: &report.Recovery{}}
+	p.Failures = runPair(ctx, "recovery", b.recovery, "recovery",
+		append([]string{"-target", "floor", "-floor", b.floor}, common...),
+		append([]string{"-causeway", b.causeway}, common...), p.Floor, p.Causeway)
+	if p.Floor.Target == "" {
+		p.Floor = nil
+	}
+	if p.Causeway.Target == "" {
+		p.Causeway = nil
+	}
+	p.computeRatios()
+	for _, r := range []*report.Recovery{p.Floor, p.Causeway} {
+		if r != nil {
+			fmt.Printf("  recovery: %s: %d clients affected, reconnected p50 %.0f / p99 %.0f ms, live p50 %.0f / p99 %.0f ms, all after %.2f s\n",
+				r.Target, r.Affected, r.ReconnectMs.P50, r.ReconnectMs.P99, r.LiveMs.P50, r.LiveMs.P99, r.AllRecoveredSec)
+		}
+	}
+	return p, ctx.Err()
+}
+
+func runSignaling(ctx context.Context, b *bins) (*SignalingPair, error) {
+	common := []string{"-loadgen", b.loadgen, "-load", "-duration", sigDuration.String()}
+	if *sigLoadArgs != "" {
+		common = append(common, "-load-args", *sigLoadArgs)
+	}
+	p := &SignalingPair{Floor: &report.CallSetup{}, Causeway: &report.CallSetup{}}
+	p.Failures = runPair(ctx, "signaling", b.callsetup, "call-load",
+		append([]string{"-target", "floor", "-floor", b.floor}, common...),
+		append([]string{"-causeway", b.causeway}, common...), p.Floor, p.Causeway)
+	if p.Floor.Call == nil {
+		p.Floor = nil
+	}
+	if p.Causeway.Call == nil {
+		p.Causeway = nil
+	}
+	p.computeRatios()
+	for _, r := range []*report.CallSetup{p.Floor, p.Causeway} {
+		if r != nil {
+			fmt.Printf("  signaling: %s: %d calls, %d answered, setup p50 %.2f / p99 %.2f ms\n",
+				r.Target, r.Call.Calls, r.Call.Answered, r.Call.SetupMs["p50"], r.Call.SetupMs["p99"])
+		}
+	}
+	return p, ctx.Err()
 }
 
 func receiptsArgs(b *bins) []string {

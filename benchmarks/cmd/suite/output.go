@@ -28,6 +28,12 @@ func redraw(dir string) error {
 	if s.Fanout != nil {
 		s.Fanout.computeRatios()
 	}
+	if s.Recovery != nil {
+		s.Recovery.computeRatios()
+	}
+	if s.Signaling != nil {
+		s.Signaling.computeRatios()
+	}
 	return writeOutputs(dir, &s)
 }
 
@@ -70,6 +76,12 @@ func writeOutputs(dir string, s *Suite) error {
 				errs = append(errs, err.Error())
 			}
 		}
+	}
+	if s.Recovery != nil {
+		recoveryMD(&md, s.Recovery)
+	}
+	if s.Signaling != nil {
+		signalingMD(&md, s.Signaling)
 	}
 	if len(s.Failures) > 0 {
 		fmt.Fprintf(&md, "## Failures\n\n")
@@ -572,4 +584,79 @@ func readsMD(md *strings.Builder, sc *Scaling) {
 		}
 		md.WriteString("\n")
 	}
+}
+
+// recoveryMD is the recovery scenario, floor and Causeway side by side.
+func recoveryMD(md *strings.Builder, p *RecoveryPair) {
+	var c *report.Recovery
+	for _, r := range []*report.Recovery{p.Floor, p.Causeway} {
+		if r != nil {
+			c = r
+		}
+	}
+	if c == nil {
+		return
+	}
+	fmt.Fprintf(md, "## Recovery after SIGKILL\n\n%d client Sessions (edge/client) in groups of %d, all joined and subscribed; one publisher Session per group sends every %.0f ms; %.0f s of publishing, then the kill. "+
+		"**Causeway**: broker, sequencer and 3 edges, each its own process; edge 1 is SIGKILLed; the clients that were on it (about a third) reconnect to the other edges and resubscribe with `since`; publishers are on edges 2 and 3. "+
+		"**Floor**: two floor processes; floors share nothing, so each group lives on one (every third group on the first: about a third of the clients, as on Causeway's edge 1), its members and publisher preferring it; the first is SIGKILLed and its clients and publishers reconnect to the second, already listening, and resubscribe. The floor has no history: a moved group starts again from seq 0 there, so its clients are live at their first message sent after the kill, gap or not, where Causeway's must also have every seq in between. "+
+		"Times from the kill: connection seen lost, reconnected, live (first message sent after the kill received).\n\n",
+		c.Config.Clients, c.Config.GroupSize, c.Config.IntervalMs, c.Config.WarmupSec)
+	md.WriteString("| server | clients affected | seen lost p50 / p99 ms | reconnected p50 / p99 / max ms | **live p50 / p99** / max ms | all live after s | unrecoverable subscribes | gaps, duplicates | result |\n| --- | ---: | --- | --- | --- | ---: | ---: | --- | --- |\n")
+	for _, r := range []*report.Recovery{p.Floor, p.Causeway} {
+		if r == nil {
+			continue
+		}
+		res := "pass"
+		if !r.Pass {
+			res = "**FAIL**: " + strings.Join(r.Failures, "; ")
+		}
+		fmt.Fprintf(md, "| %s | %d of %d | %s / %s | %s / %s / %s | **%s / %s** / %s | %.2f | %d | %d, %d | %s |\n", r.Target, r.Affected, r.Config.Clients,
+			num(r.DetectMs.P50), num(r.DetectMs.P99), num(r.ReconnectMs.P50), num(r.ReconnectMs.P99), num(r.ReconnectMs.Max),
+			num(r.LiveMs.P50), num(r.LiveMs.P99), num(r.LiveMs.Max), r.AllRecoveredSec, r.Unrecoverable, r.Gaps, r.Duplicates, res)
+	}
+	if q := p.Ratios; q != nil {
+		fmt.Fprintf(md, "| **Causeway / floor** | | | %s / %s | **%s / %s** / %s | %s | | | |\n",
+			ratio(q["reconnect_p50"]), ratio(q["reconnect_p99"]), ratio(q["live_p50"]), ratio(q["live_p99"]), ratio(q["live_max"]), ratio(q["all_recovered"]))
+	}
+	md.WriteString("\n")
+}
+
+// signalingMD is the signaling scenario, floor and Causeway side by side.
+func signalingMD(md *strings.Builder, p *SignalingPair) {
+	var c *report.CallSetup
+	for _, r := range []*report.CallSetup{p.Floor, p.Causeway} {
+		if r != nil && r.Call != nil {
+			c = r
+		}
+	}
+	if c == nil {
+		return
+	}
+	cf := c.Call.Config
+	fmt.Fprintf(md, "## Signaling: call setup under load\n\n%d caller/callee pairs, %.4g calls/s in all, %d-byte offer and answer payloads, %.0f s warmup, %.0f s measured; the callee answers each offer at once, to the caller's session. Call setup: the offer's intended send time -> the answer received by the caller (coordinated omission counted). Background: benchmarks/cmd/loadgen (group fan-out) against the same server, in its own process, during the whole window. "+
+		"**Causeway**: `causeway dev --edges 3`, caller and callee always on different edges. **Floor**: one floor process relaying the signal frames; caller and callee are both on it (there is no second floor to put the callee on), so its figure is the relay alone.\n\n",
+		cf.Pairs, cf.CallsPerSec, cf.PayloadBytes, cf.WarmupSec, cf.DurationSec)
+	md.WriteString("| server | placement | calls (answered) | **setup p50 / p99** / p99.9 / max ms | offer -> callee p50 / p99 ms | answer leg p50 / p99 ms | server cores | generator, loadgen cores | irq, foreign cores | background delivered/s (offered), p99 ms, lost | result |\n| --- | --- | ---: | --- | --- | --- | ---: | --- | --- | --- | --- |\n")
+	for _, r := range []*report.CallSetup{p.Floor, p.Causeway} {
+		if r == nil || r.Call == nil {
+			continue
+		}
+		k := r.Call
+		bg := "-"
+		if b := k.Background; b != nil {
+			bg = fmt.Sprintf("%s (%s), %s, %d", num(b.DeliveredPerSec), num(b.OfferedDeliveriesPerSec), num(b.LatencyMs["p99"]), b.Lost)
+		}
+		res := "pass"
+		if !r.Pass {
+			res = "**FAIL**: " + strings.Join(r.Failures, "; ")
+		}
+		fmt.Fprintf(md, "| %s | %s | %d (%d) | **%s / %s** / %s / %s | %s / %s | %s / %s | %s | %s, %s | %s, %s | %s | %s |\n", r.Target, k.Config.Placement, k.Calls, k.Answered,
+			num(k.SetupMs["p50"]), num(k.SetupMs["p99"]), num(k.SetupMs["p999"]), num(k.SetupMs["max"]), num(k.OfferMs["p50"]), num(k.OfferMs["p99"]),
+			num(k.LegMs["p50"]), num(k.LegMs["p99"]), num(k.ServerCores), num(k.GeneratorCores), num(k.LoadgenCores), num(k.IRQCores), num(k.OtherCores), bg, res)
+	}
+	if q := p.Ratios; q != nil {
+		fmt.Fprintf(md, "| **Causeway / floor** | | | **%s / %s** | %s / %s | | | | | | |\n", ratio(q["setup_p50"]), ratio(q["setup_p99"]), ratio(q["offer_p50"]), ratio(q["offer_p99"]))
+	}
+	md.WriteString("\n")
 }
