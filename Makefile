@@ -1,5 +1,5 @@
 # Every target delegates to a script or the go tool; see README.md.
-.PHONY: dev test gen lint bench bench-quick bench-target bench-signaling build
+.PHONY: dev test gen lint bench bench-quick bench-micro bench-target bench-signaling build
 
 build:
 	go build -o bin/causeway ./cmd/causeway
@@ -27,6 +27,12 @@ bench:
 # CI's smoke run, about a minute (numbers not judged).
 bench-quick:
 	benchmarks/run.sh -quick
+
+# Go benchmarks of the per-message hot paths (frame decode, sequencing):
+# CPU and allocations per operation, without Kafka or sockets.
+bench-micro:
+	mkdir -p benchmarks/results
+	go test -run '^$$' -bench . -benchmem -count 5 ./benchmarks/micro | tee benchmarks/results/micro-latest.txt
 
 # The target scenario alone (50,000 deliveries/s against causeway dev).
 bench-target:

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -274,4 +275,70 @@ func FuzzVerifyToken(f *testing.F) {
 			t.Fatalf("accepted a token whose header %q names neither HS256 nor EdDSA", raw)
 		}
 	})
+}
+
+// fastFrameSeeds are frames clients send, and near misses that the fast
+// decoder must leave to encoding/json.
+var fastFrameSeeds = []string{
+	`{"type":"send","id":"r-1","group":"g","client_msg_id":"c-1","body":"hello"}`,
+	`{"type":"send","id":"r-1","group":"g","client_msg_id":"c-1","body":{"t":"é","n":[1,2.5e3,{"x":"}"}],"q":"a\"b"}}`,
+	` { "type" : "read" , "group" : "g" , "seq" : 18446744073709551615 } `,
+	`{"type":"read","group":"g","seq":18446744073709551616}`,
+	`{"type":"subscribe","group":"g","since":0,"presence":true}`,
+	`{"type":"subscribe","group":"g","since":01}`,
+	`{"type":"subscribe","group":"g","since":-1}`,
+	`{"type":"subscribe","group":"g","since":1.0}`,
+	`{"type":"subscribe","group":"g","since":null}`,
+	`{"type":"signal","to":"bob","call":"c","kind":"offer","to_session":"s","payload":{"sdp":"v=0\r\n"}}`,
+	`{"type":"signal","to":"bob","call":"c","kind":"offer","payload":null}`,
+	`{"type":"hello","token":"a.b.c","resume":"s-1"}`,
+	`{"type":"join","group":"g","group":"h"}`,
+	`{"Type":"join","group":"g"}`,
+	`{"type":"join","group":"g","extra":1}`,
+	`{"type":"jo\u0069n","group":"g"}`,
+	"{\"type\":\"join\",\"group\":\"g\xff\"}",
+	`{"type":"join","group":"g",}`,
+	`{"type":"join","group":"g"} x`,
+	`{"type":"send","group":"g","client_msg_id":"c","body":tru}`,
+	`{"type":"send","group":"g","client_msg_id":"c","body":[1,2}`,
+	`{"type":"presence","users":["a","b"]}`,
+	`{}`,
+}
+
+// TestDecodeFastMatchesEncodingJSON: what the fast decoder accepts, it
+// decodes exactly as encoding/json does; and it does take the frames
+// clients send most.
+func TestDecodeFastMatchesEncodingJSON(t *testing.T) {
+	for _, s := range fastFrameSeeds {
+		checkFastFrame(t, []byte(s))
+	}
+	for _, s := range fastFrameSeeds[:3] {
+		if _, ok := decodeFast([]byte(s)); !ok {
+			t.Errorf("decodeFast left %s to encoding/json", s)
+		}
+	}
+}
+
+// FuzzDecodeFast: the fast decoder agrees with encoding/json on any input
+// it accepts.
+func FuzzDecodeFast(f *testing.F) {
+	for _, s := range fastFrameSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) { checkFastFrame(t, line) })
+}
+
+func checkFastFrame(t *testing.T, line []byte) {
+	t.Helper()
+	fast, ok := decodeFast(line)
+	if !ok {
+		return
+	}
+	var want ClientFrame
+	if err := json.Unmarshal(line, &want); err != nil {
+		t.Fatalf("decodeFast accepted %q, encoding/json refuses it: %v", line, err)
+	}
+	if !reflect.DeepEqual(fast, want) {
+		t.Fatalf("decodeFast(%q) = %+v, encoding/json %+v", line, fast, want)
+	}
 }

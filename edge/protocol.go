@@ -196,7 +196,9 @@ func DecodeClientFrame(line []byte) (ClientFrame, *FrameError) {
 		}
 		return ClientFrame{}, badRequest("malformed JSON")
 	}
-	if err := json.Unmarshal(line, &f); err != nil {
+	if fast, ok := decodeFast(line); ok {
+		f = fast
+	} else if err := json.Unmarshal(line, &f); err != nil {
 		id := salvageID(line)
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {

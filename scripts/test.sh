@@ -27,7 +27,7 @@ echo "== go test -race"
 go test -race -count=1 -timeout 15m ./...
 
 echo "== fuzz (short runs over the committed corpus and beyond)"
-for target in FuzzDecodeClientFrame FuzzGroupEventDecode FuzzDeliveryDecode FuzzVerifyToken; do
+for target in FuzzDecodeClientFrame FuzzDecodeFast FuzzGroupEventDecode FuzzDeliveryDecode FuzzVerifyToken; do
 	log="test-output/fuzz-${target}.log"
 	mkdir -p test-output
 	if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "${CAUSEWAY_FUZZTIME:-10s}" ./edge/ >"$log" 2>&1; then
