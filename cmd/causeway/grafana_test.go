@@ -248,7 +248,9 @@ func exportedMetrics(t *testing.T) map[string]bool {
 		}
 	}
 
-	want := []string{"causeway_edge_errors_total", "causeway_records_undecodable_total", "causeway_sequencer_transactions_total"}
+	// The rollup's lag appears with its first fetch, which the broker
+	// holds up to rollup.commit_interval.
+	want := []string{"causeway_edge_errors_total", "causeway_records_undecodable_total", "causeway_sequencer_transactions_total", "causeway_rollup_lag_records"}
 	for {
 		names := map[string]bool{}
 		scrapeFamilies(t, "http://"+cl.Edges[0].Addr()+"/metrics", names)
