@@ -291,7 +291,7 @@ func runScalePoint(ctx context.Context, b *bins, tmp string, p ScalePoint) Scale
 	p.SeqHeapBaseMiB = heap()
 	out := filepath.Join(*outDir, p.File)
 	_ = os.Remove(out)
-	sh := shape{p.Groups, p.Members, *scWarmup, *scDuration}
+	sh := shape{groups: p.Groups, members: p.Members, warmup: *scWarmup, duration: *scDuration}
 	args := append(loadgenArgs(cl.URLs, cl.Secret, sh, *scRate, out), "-label", "causeway-split",
 		"-pids", cl.PIDs(), "-metrics", strings.Join(cl.Metrics, ","), "-kafka", cl.Brokers)
 	if p.ReadEvery > 0 {
