@@ -429,6 +429,27 @@ func TestSessionEdgeHung(t *testing.T) {
 	}
 }
 
+// edgeOf is the edge s is connected to ("" while it reconnects).
+func edgeOf(s *Session) string {
+	if c := s.Client(); c != nil {
+		return c.Edge()
+	}
+	return ""
+}
+
+// landsFirst connects 8 sessions with cfg and fails unless each lands on
+// URLs[0]: shuffled, all 8 would once in 256 runs.
+func landsFirst(t *testing.T, cfg func(*SessionConfig), urls ...string) {
+	t.Helper()
+	for i := range 8 {
+		s := connect(t, fmt.Sprintf("u%d", i), cfg, urls...)
+		if e := edgeOf(s); e != "edge-1" {
+			t.Fatalf("session %d landed on %s, want edge-1 (URLs[0])", i, e)
+		}
+		_ = s.Close()
+	}
+}
+
 // TestSessionListedOrder: with OrderListed the first connect lands on
 // URLs[0], and a lost connection moves on to URLs[1] at once even while
 // URLs[0] is back (no refused dial first, as OrderPreferred would have).
@@ -437,20 +458,7 @@ func TestSessionListedOrder(t *testing.T) {
 	cl := startCluster(t, 2, nil)
 	p := []*proxy{newProxy(t, cl.Edges[0].Addr()), newProxy(t, cl.Edges[1].Addr())}
 	listed := func(c *SessionConfig) { c.Order = OrderListed }
-	edgeOf := func(s *Session) string {
-		if c := s.Client(); c != nil {
-			return c.Edge()
-		}
-		return ""
-	}
-	// Shuffled, all 8 would land on URLs[0] once in 256 runs.
-	for i := range 8 {
-		s := connect(t, fmt.Sprintf("u%d", i), listed, p[0].url(), p[1].url())
-		if e := edgeOf(s); e != "edge-1" {
-			t.Fatalf("session %d landed on %s, want edge-1 (URLs[0])", i, e)
-		}
-		_ = s.Close()
-	}
+	landsFirst(t, listed, p[0].url(), p[1].url())
 	alice := connect(t, "alice", listed, p[0].url(), p[1].url())
 	p[0].cut()
 	waitFor(t, "alice on edge-2", func() bool { return edgeOf(alice) == "edge-2" })
@@ -469,20 +477,7 @@ func TestSessionPreferredOrder(t *testing.T) {
 	cl := startCluster(t, 2, nil)
 	p := []*proxy{newProxy(t, cl.Edges[0].Addr()), newProxy(t, cl.Edges[1].Addr())}
 	preferred := func(c *SessionConfig) { c.Order = OrderPreferred; c.DialTimeout = time.Second }
-	edgeOf := func(s *Session) string {
-		if c := s.Client(); c != nil {
-			return c.Edge()
-		}
-		return ""
-	}
-	// Shuffled, all 8 would land on URLs[0] once in 256 runs.
-	for i := range 8 {
-		s := connect(t, fmt.Sprintf("u%d", i), preferred, p[0].url(), p[1].url())
-		if e := edgeOf(s); e != "edge-1" {
-			t.Fatalf("session %d landed on %s, want edge-1 (URLs[0])", i, e)
-		}
-		_ = s.Close()
-	}
+	landsFirst(t, preferred, p[0].url(), p[1].url())
 
 	alice := connect(t, "alice", preferred, p[0].url(), p[1].url())
 	first := alice.Client().Session()
