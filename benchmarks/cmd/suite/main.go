@@ -184,6 +184,10 @@ func main() {
 		def("signaling-duration", "3s")
 		def("signaling-load-args", "-groups 4 -members 50 -rate 20")
 	}
+	if *targetRepeats < 1 || *targetRepeats > 50 {
+		fmt.Fprintln(os.Stderr, "suite: -target-repeats must be between 1 and 50")
+		os.Exit(2)
+	}
 	if *replot != "" {
 		if err := redraw(*replot); err != nil {
 			fmt.Fprintln(os.Stderr, "suite:", err)
