@@ -25,7 +25,15 @@ const (
 
 // histSub is the changelog sub-key of a history entry: zero-padded so keys
 // sort by seq.
-func histSub(seq uint64) string { return fmt.Sprintf("%020d", seq) }
+func histSub(seq uint64) string {
+	// %020d without fmt: one per sequenced message.
+	var b [20]byte
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = byte('0' + seq%10)
+		seq /= 10
+	}
+	return string(b[:])
+}
 
 func stateKey(group, kind, sub string) string {
 	if kind == kindMeta || kind == kindPresence {
@@ -633,8 +641,12 @@ func (s *State) remember(g *group, ev *pb.Event) {
 		return
 	}
 	g.history = append(g.history, ev)
-	g.historyBytes += proto.Size(ev)
-	s.put(stateKey(g.id, kindHist, histSub(ev.GetSeq())), ev)
+	b, err := proto.Marshal(ev)
+	if err != nil {
+		panic("sequencer: marshal state: " + err.Error()) // as put
+	}
+	g.historyBytes += len(b) // = proto.Size(ev), which trimHistory subtracts
+	s.dirty[stateKey(g.id, kindHist, histSub(ev.GetSeq()))] = b
 	s.trimHistory(g, ev.GetTsMs())
 }
 
@@ -935,13 +947,14 @@ func (s *State) send(b *builder, r *pb.GroupEvent, m *pb.Send) {
 		b.ack(r, d.seq)
 		return
 	}
+	// The clock moves first: next saves the group's meta (seq and clock)
+	// once for both.
+	g.dedupClock++
 	ev := s.next(g, r)
 	ev.Kind = &pb.Event_Msg{Msg: &pb.Message{From: r.GetUser(), ClientMsgId: m.GetClientMsgId(), Body: m.GetBody()}}
-	g.dedupClock++
 	g.dedup[dk] = dedupEntry{seq: ev.Seq, clock: g.dedupClock}
 	g.dedupOrder = append(g.dedupOrder, dk)
 	s.put(stateKey(g.id, kindDedup, dk), &pb.Dedup{Version: schemas.Version, Seq: ev.Seq, Clock: g.dedupClock})
-	s.saveMeta(g)
 	for len(g.dedupOrder) > s.limits.DedupWindow {
 		old := g.dedupOrder[0]
 		g.dedupOrder = g.dedupOrder[1:]
