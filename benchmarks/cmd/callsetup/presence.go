@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/causeway/causeway/benchmarks/internal/report"
 	"github.com/causeway/causeway/edge/client"
 )
 
@@ -69,27 +70,10 @@ type FlapPhase struct {
 	EdgeRecs     float64 `json:"edge_delivery_records"`
 }
 
-type dist struct {
-	Count int     `json:"count"`
-	P50   float64 `json:"p50"`
-	P90   float64 `json:"p90"`
-	P99   float64 `json:"p99"`
-	Max   float64 `json:"max"`
-	Min   float64 `json:"min"`
-}
+// dist and quant are the suite's shared latency distribution.
+type dist = report.Dist
 
-func quant(d []time.Duration) dist {
-	if len(d) == 0 {
-		return dist{}
-	}
-	slices.Sort(d)
-	q := func(p float64) float64 {
-		i := int(p*float64(len(d))+0.999999) - 1 // nearest rank
-		i = max(0, min(i, len(d)-1))
-		return float64(d[i]) / 1e6
-	}
-	return dist{Count: len(d), P50: q(0.50), P90: q(0.90), P99: q(0.99), Max: float64(d[len(d)-1]) / 1e6, Min: float64(d[0]) / 1e6}
-}
+func quant(d []time.Duration) dist { return report.Quantiles(d) }
 
 type pframe struct {
 	at       time.Time

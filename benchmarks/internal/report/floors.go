@@ -1,11 +1,17 @@
 package report
 
+import (
+	"slices"
+	"time"
+)
+
 // The reports of the scenarios the suite runs once against the floor
 // server and once against Causeway (recovery, signaling): only the fields
 // the suite compares; the programs' own JSON files have everything.
 
-// Dist is a latency distribution in milliseconds (recovery's nearest-rank
-// quantiles).
+// Dist is a latency distribution in milliseconds: nearest-rank
+// quantiles (Quantiles), as recovery and callsetup's presence scenario
+// report them.
 type Dist struct {
 	Count int     `json:"count"`
 	P50   float64 `json:"p50"`
@@ -13,6 +19,20 @@ type Dist struct {
 	P99   float64 `json:"p99"`
 	Max   float64 `json:"max"`
 	Min   float64 `json:"min"`
+}
+
+// Quantiles sorts d and returns its nearest-rank quantiles in ms.
+func Quantiles(d []time.Duration) Dist {
+	if len(d) == 0 {
+		return Dist{}
+	}
+	slices.Sort(d)
+	q := func(p float64) float64 {
+		i := int(p*float64(len(d))+0.999999) - 1 // nearest rank
+		i = max(0, min(i, len(d)-1))
+		return float64(d[i]) / 1e6
+	}
+	return Dist{Count: len(d), P50: q(0.50), P90: q(0.90), P99: q(0.99), Max: float64(d[len(d)-1]) / 1e6, Min: float64(d[0]) / 1e6}
 }
 
 // Recovery is benchmarks/cmd/recovery's report.
