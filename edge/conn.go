@@ -111,10 +111,7 @@ func (c *conn) wake() {
 		go c.writer()
 		return
 	}
-	select {
-	case c.notify <- struct{}{}:
-	default:
-	}
+	c.poke()
 }
 
 // push queues one frame without waking the writer, so a caller with many
@@ -185,7 +182,7 @@ func (c *conn) closeWith(code websocket.StatusCode, reason string) {
 			_ = c.raw.SetReadDeadline(time.Now().Add(grace))
 		}
 		_ = c.ws.Close(code, reason)
-		c.cancel()
+		c.stop()
 	})
 }
 
@@ -249,13 +246,19 @@ func (c *conn) flushThenClose(code websocket.StatusCode, reason string) {
 
 // writer coalesces everything queued into one NDJSON message per write.
 // It runs only while there is something to write: wake starts it, and it
-// ends after writerLinger without frames, so an idle connection holds no
-// writer goroutine, stack or buffers (issue 8: memory per idle
-// connection). A connection with steady traffic keeps its writer.
+// ends after one to two writerLinger periods without frames, so an idle
+// connection holds no writer goroutine, stack or buffers (issue 8: memory
+// per idle connection). A connection with steady traffic keeps its writer.
 func (c *conn) writer() {
 	var buf []byte
 	var spare [][]byte // the previous queue, reused so steady state allocates nothing
+	// The writer waits on notify alone (a one-channel receive, not a
+	// select with a timer reset per frame: issue 8, CPU per delivery).
+	// The linger timer pokes notify every writerLinger; the writer ends
+	// at a poke when it wrote nothing since the previous one.
 	var linger *time.Timer
+	var lingerDue atomic.Bool
+	wrote := false
 	defer func() {
 		if linger != nil {
 			linger.Stop()
@@ -270,7 +273,7 @@ func (c *conn) writer() {
 			c.srv.m.slow.Inc()
 			c.log.Info("closing slow consumer", "reason", "write timeout")
 			_ = c.ws.CloseNow()
-			c.cancel()
+			c.stop()
 		})
 	}
 	for {
@@ -283,19 +286,24 @@ func (c *conn) writer() {
 		c.mu.Unlock()
 		if len(frames) == 0 {
 			spare = frames
-			if linger == nil {
-				linger = time.NewTimer(writerLinger)
-			} else {
-				linger.Reset(writerLinger)
-			}
-			select {
-			case <-c.ctx.Done():
+			if c.ctx.Err() != nil {
 				c.writerDone()
 				return
-			case <-c.notify:
-				linger.Stop()
+			}
+			if linger == nil {
+				linger = time.AfterFunc(c.srv.writerLinger, func() {
+					lingerDue.Store(true)
+					c.poke()
+				})
+			}
+			<-c.notify
+			if !lingerDue.Swap(false) {
 				continue
-			case <-linger.C:
+			}
+			if wrote {
+				wrote = false
+				linger.Reset(c.srv.writerLinger)
+				continue
 			}
 			// Ends only with the queue empty under mu: a frame pushed
 			// after this sees writerOn false and starts a new writer.
@@ -312,6 +320,7 @@ func (c *conn) writer() {
 				return
 			}
 			c.mu.Unlock()
+			linger.Reset(c.srv.writerLinger)
 			continue
 		}
 		buf = buf[:0]
@@ -334,6 +343,7 @@ func (c *conn) writer() {
 			c.writerDone()
 			return
 		}
+		wrote = true
 		c.srv.m.framesOut.Add(float64(len(frames)))
 		clear(frames) // drop references to shared frames
 		spare = frames[:0]
@@ -347,8 +357,24 @@ func (c *conn) writer() {
 	}
 }
 
-// writerLinger is how long a writer waits for more frames before it
-// ends; a connection getting a frame more often keeps its writer.
+// poke wakes the writer if one waits; a poke already pending is enough.
+func (c *conn) poke() {
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+}
+
+// stop cancels the connection's context and wakes its writer, which
+// waits on notify alone and ends when it sees the context done.
+func (c *conn) stop() {
+	c.cancel()
+	c.poke()
+}
+
+// writerLinger is the period at which an idle writer checks whether it
+// wrote anything since the last check; a connection getting a frame more
+// often keeps its writer.
 const writerLinger = 2 * time.Second
 
 // writerDone records that the writer ended with the connection.
@@ -436,7 +462,7 @@ func (c *conn) closeNow() {
 		c.closed = true
 		c.mu.Unlock()
 		_ = c.ws.CloseNow()
-		c.cancel()
+		c.stop()
 	})
 }
 

@@ -380,6 +380,9 @@ type Server struct {
 	tls     *tls.Config    // nil: plain HTTP
 
 	conns sync.WaitGroup // connection handlers
+	// writerLinger is the writers' idle check period (the const; tests of
+	// the writer's end shorten it).
+	writerLinger time.Duration
 
 	lastHeartbeat atomic.Int64 // unix nanos of the last successful heartbeat
 	consuming     atomic.Bool
@@ -415,17 +418,18 @@ func New(cfg Config) (*Server, error) {
 	trusted, _ := parsePrefixes(cfg.TrustedProxies) // checked by Validate
 	exempt, _ := parsePrefixes(cfg.IPLimitsExempt)
 	s := &Server{
-		cfg:         cfg,
-		log:         log,
-		m:           newMetrics(cfg.Registry),
-		verifier:    v,
-		slot:        pipeline.PartitionFor(cfg.ID, cfg.Layout.DeliveryPartitions),
-		incarnation: newSessionID()[1:],
-		sessions:    make(map[string]*conn),
-		users:       userTable{users: make(map[string]*userState)},
-		ips:         ipTable{maxConns: cfg.MaxConnsPerIP, perSec: cfg.ConnRatePerIP, ips: make(map[netip.Prefix]*ipState)},
-		trusted:     trusted,
-		exempt:      exempt,
+		cfg:          cfg,
+		log:          log,
+		m:            newMetrics(cfg.Registry),
+		writerLinger: writerLinger,
+		verifier:     v,
+		slot:         pipeline.PartitionFor(cfg.ID, cfg.Layout.DeliveryPartitions),
+		incarnation:  newSessionID()[1:],
+		sessions:     make(map[string]*conn),
+		users:        userTable{users: make(map[string]*userState)},
+		ips:          ipTable{maxConns: cfg.MaxConnsPerIP, perSec: cfg.ConnRatePerIP, ips: make(map[netip.Prefix]*ipState)},
+		trusted:      trusted,
+		exempt:       exempt,
 	}
 	if cfg.TLSCert != "" {
 		cr, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, log)

@@ -1,0 +1,132 @@
+package edge
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// writerPair is a conn on the server side of a real WebSocket and the
+// client end that reads what its writer sends.
+func writerPair(t *testing.T, linger time.Duration) (*conn, *websocket.Conn) {
+	t.Helper()
+	srv := &Server{
+		cfg:          Config{WriteTimeout: 5 * time.Second, QueueFrames: 64, QueueBytes: 1 << 20, SlowConsumerAfter: time.Second},
+		log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+		m:            newMetrics(prometheus.NewRegistry()),
+		writerLinger: linger,
+	}
+	got := make(chan *conn, 1)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		c := &conn{srv: srv, ws: ws, log: srv.log, ctx: ctx, cancel: cancel, notify: make(chan struct{}, 1)}
+		got <- c
+		<-ctx.Done()
+	}))
+	t.Cleanup(hs.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.CloseNow() })
+	return <-got, client
+}
+
+func readFrame(t *testing.T, ws *websocket.Conn) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, b, err := ws.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func writerRunning(c *conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.writerOn
+}
+
+// waitWriter waits up to within for the writer to be running (on) or
+// ended, and returns how long that took.
+func waitWriter(t *testing.T, c *conn, on bool, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for writerRunning(c) != on {
+		if time.Since(start) > within {
+			t.Fatalf("writer running = %v after %s, want %v", !on, within, on)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// The writer stays while frames keep coming, ends after one to two idle
+// linger periods (an idle connection holds no writer goroutine), and a
+// later frame starts a new one that delivers it.
+func TestWriterLingersThenEnds(t *testing.T) {
+	t.Parallel()
+	const linger = 150 * time.Millisecond
+	c, client := writerPair(t, linger)
+	// Frames closer together than the linger period keep one writer.
+	for i, f := range []string{"a", "b", "c", "d", "e"} {
+		c.enqueue([]byte(f))
+		if got := readFrame(t, client); got != f {
+			t.Fatalf("frame %d = %q, want %q", i, got, f)
+		}
+		if !writerRunning(c) {
+			t.Fatalf("writer ended while frames kept coming (after %q)", f)
+		}
+		time.Sleep(linger / 3)
+	}
+	took := waitWriter(t, c, false, 5*linger)
+	if took < linger/2 {
+		t.Errorf("writer ended %s after the last frame; it lingers about %s", took, linger)
+	}
+	c.enqueue([]byte("f"))
+	if got := readFrame(t, client); got != "f" {
+		t.Fatalf("frame after the writer ended = %q, want f", got)
+	}
+	if !writerRunning(c) {
+		t.Fatal("a frame after the writer ended started no writer")
+	}
+}
+
+// Closing the connection ends a waiting writer at once, not at its next
+// linger check.
+func TestWriterEndsOnClose(t *testing.T) {
+	t.Parallel()
+	c, client := writerPair(t, time.Hour)
+	go func() {
+		for {
+			if _, _, err := client.Read(context.Background()); err != nil {
+				return
+			}
+		}
+	}()
+	c.enqueue([]byte("x"))
+	waitWriter(t, c, true, time.Second)
+	time.Sleep(20 * time.Millisecond) // the writer is waiting for frames
+	c.closeNow()
+	waitWriter(t, c, false, 2*time.Second)
+	c.enqueue([]byte("y"))
+	if writerRunning(c) {
+		t.Fatal("a frame for a closed connection started a writer")
+	}
+}
