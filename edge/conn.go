@@ -83,9 +83,12 @@ type conn struct {
 	writerOn bool
 	notify   chan struct{}
 	// watchdog closes a connection whose write blocks past
-	// edge.write_timeout: a timer, not a goroutine, and only while a
-	// writer runs (an idle connection has only its reader).
-	watchdog *time.Timer // writer-owned (one writer at a time)
+	// edge.write_timeout (newWatchdog): a timer, not a goroutine, and only
+	// while a writer runs (an idle connection has only its reader).
+	watchdog *time.Timer // under mu; one writer at a time
+	// writeSeq counts the writer's write starts and ends: odd while a
+	// write is in progress.
+	writeSeq atomic.Uint64
 
 	closeOnce sync.Once
 }
@@ -264,18 +267,11 @@ func (c *conn) writer() {
 			linger.Stop()
 		}
 	}()
+	c.mu.Lock()
 	if c.watchdog == nil {
-		// A watchdog instead of a context per write: it costs nothing per
-		// write, and an expired write closes the connection either way.
-		// A write that blocks that long is a client that stopped reading:
-		// it is a slow consumer as much as one whose queue overflowed.
-		c.watchdog = stoppedTimer(func() {
-			c.srv.m.slow.Inc()
-			c.log.Info("closing slow consumer", "reason", "write timeout")
-			_ = c.ws.CloseNow()
-			c.stop()
-		})
+		c.watchdog = c.newWatchdog()
 	}
+	c.mu.Unlock()
 	for {
 		c.mu.Lock()
 		frames := c.queue
@@ -330,9 +326,9 @@ func (c *conn) writer() {
 			}
 			buf = append(buf, f...)
 		}
-		c.watchdog.Reset(c.srv.cfg.WriteTimeout)
+		c.writeSeq.Add(1) // odd: a write is in progress
 		err := c.ws.Write(context.Background(), websocket.MessageText, buf)
-		c.watchdog.Stop()
+		c.writeSeq.Add(1)
 		c.mu.Lock()
 		c.writing = false
 		c.mu.Unlock()
@@ -355,6 +351,49 @@ func (c *conn) writer() {
 			spare = nil
 		}
 	}
+}
+
+// newWatchdog closes the connection when one write blocks for
+// edge.write_timeout (at most 1.5 times that): a client that stopped
+// reading is a slow consumer as much as one whose queue overflowed. It
+// costs a write two atomic adds, not a timer reset and stop (issue 8: CPU
+// per delivery), and no context per write (an expired write closes the
+// connection either way). It checks writeSeq every half write_timeout and
+// condemns a write it sees in progress at three checks in a row: it has
+// blocked for at least two periods.
+func (c *conn) newWatchdog() *time.Timer {
+	period := max(c.srv.cfg.WriteTimeout/2, time.Millisecond)
+	var last uint64
+	seen := 0
+	var t *time.Timer
+	t = stoppedTimer(func() {
+		// One callback at a time: the next runs a period after this
+		// Reset, the last thing it does.
+		cur := c.writeSeq.Load()
+		switch {
+		case cur%2 == 0:
+			seen = 0
+		case cur == last:
+			seen++
+		default:
+			seen = 1
+		}
+		last = cur
+		if seen >= 3 {
+			c.srv.m.slow.Inc()
+			c.log.Info("closing slow consumer", "reason", "write timeout")
+			_ = c.ws.CloseNow()
+			c.stop()
+			return
+		}
+		c.mu.Lock()
+		if c.watchdog == t { // not yet stopped by the writer's end
+			t.Reset(period)
+		}
+		c.mu.Unlock()
+	})
+	t.Reset(period)
+	return t
 }
 
 // poke wakes the writer if one waits; a poke already pending is enough.
@@ -381,6 +420,10 @@ const writerLinger = 2 * time.Second
 func (c *conn) writerDone() {
 	c.mu.Lock()
 	c.writerOn = false
+	if c.watchdog != nil {
+		c.watchdog.Stop()
+		c.watchdog = nil
+	}
 	c.mu.Unlock()
 }
 

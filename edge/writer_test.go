@@ -12,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // writerPair is a conn on the server side of a real WebSocket and the
@@ -128,5 +129,55 @@ func TestWriterEndsOnClose(t *testing.T) {
 	c.enqueue([]byte("y"))
 	if writerRunning(c) {
 		t.Fatal("a frame for a closed connection started a writer")
+	}
+}
+
+// A write that blocks (the client stopped reading) closes the connection
+// as a slow consumer after edge.write_timeout, not before, and at most
+// about 1.5 times it later.
+func TestWriterTimeout(t *testing.T) {
+	t.Parallel()
+	c, _ := writerPair(t, time.Hour)
+	const timeout = 400 * time.Millisecond
+	c.srv.cfg.WriteTimeout = timeout
+	// Bounds the queue cannot reach: only the write timeout may act.
+	c.srv.cfg.QueueFrames, c.srv.cfg.QueueBytes, c.srv.cfg.SlowConsumerAfter = 1<<20, 1<<30, time.Hour
+	frame := []byte(strings.Repeat("z", 64<<10))
+	// The client never reads: the socket buffers fill, and a write blocks.
+	var blockedAt time.Time
+	for deadline := time.Now().Add(20 * time.Second); blockedAt.IsZero(); {
+		if time.Now().After(deadline) {
+			t.Fatal("no write blocked")
+		}
+		for range 16 {
+			c.enqueue(frame)
+		}
+		seq := c.writeSeq.Load()
+		time.Sleep(50 * time.Millisecond)
+		if seq%2 == 1 && c.writeSeq.Load() == seq {
+			blockedAt = time.Now().Add(-50 * time.Millisecond)
+		}
+	}
+	select {
+	case <-c.ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("a blocked write did not close the connection")
+	}
+	took := time.Since(blockedAt)
+	if took < timeout-60*time.Millisecond {
+		t.Errorf("closed %s after the write blocked; write timeout is %s", took, timeout)
+	}
+	if took > 3*timeout {
+		t.Errorf("closed %s after the write blocked; want about 1 to 1.5 times %s", took, timeout)
+	}
+	if n := testutil.ToFloat64(c.srv.m.slow); n != 1 {
+		t.Errorf("slow consumer disconnects = %v, want 1", n)
+	}
+	waitWriter(t, c, false, 2*time.Second)
+	c.mu.Lock()
+	wd := c.watchdog
+	c.mu.Unlock()
+	if wd != nil {
+		t.Error("the watchdog outlived its writer")
 	}
 }
