@@ -716,7 +716,7 @@ func (c *conn) handle(line []byte) bool {
 		// (browsers) that cannot see WebSocket pings.
 		c.enqueue(marshalFrame(ackFrame{Type: "ack", ID: f.ID}))
 	case "signal":
-		payload, err := compactJSON(f.Payload)
+		payload, err := compactDecoded(f.Payload)
 		if len(f.Payload) > 0 && err != nil {
 			c.sendError(f.ID, CodeBadRequest, "payload is not valid JSON")
 			return c.strike()
@@ -812,7 +812,7 @@ func (c *conn) handle(line []byte) bool {
 		delete(c.subs, f.Group)
 		c.produceGroup(&f, &pb.GroupEvent{Kind: &pb.GroupEvent_Detach{Detach: &pb.Detach{}}})
 	case "send":
-		body, err := compactJSON(f.Body)
+		body, err := compactDecoded(f.Body)
 		if err != nil {
 			c.sendError(f.ID, CodeBadRequest, "body is not valid JSON")
 			return c.strike()

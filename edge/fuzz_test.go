@@ -341,4 +341,17 @@ func checkFastFrame(t *testing.T, line []byte) {
 	if !reflect.DeepEqual(fast, want) {
 		t.Fatalf("decodeFast(%q) = %+v, encoding/json %+v", line, fast, want)
 	}
+	checkCompactDecoded(t, fast.Body)
+	checkCompactDecoded(t, fast.Payload)
+}
+
+// checkCompactDecoded: for a decoded (valid) value, compactDecoded gives
+// what compactJSON gives.
+func checkCompactDecoded(t *testing.T, v []byte) {
+	t.Helper()
+	got, gerr := compactDecoded(v)
+	want, werr := compactJSON(v)
+	if (gerr == nil) != (werr == nil) || !bytes.Equal(got, want) {
+		t.Fatalf("compactDecoded(%q) = %q, %v; compactJSON %q, %v", v, got, gerr, want, werr)
+	}
 }

@@ -337,6 +337,26 @@ func TestCompactJSON(t *testing.T) {
 	}
 }
 
+// compactDecoded returns a compact value as it is and compacts the rest
+// exactly as compactJSON does, whatever the strings hold.
+func TestCompactDecoded(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{
+		`"plain"`, `{"text":"hello world"}`, `{"a":"x\"  y"}`, `{"a":"x\\"}`, `["a\\", "b"]`,
+		`{"t":"tab\tin"}`, "{ \"a\" : 1 }", "[1,\n2]", `{"q":"\"","s":" "}`, `12`, `true`, `null`,
+		`{"deep":[{"x":[1,{"y":" s "}]}]}`, "{\"a\":\"b\"}\r\n", `"\u00e9 é"`,
+	} {
+		checkCompactDecoded(t, []byte(v))
+	}
+	body := []byte(`{"text":"already compact"}`)
+	if got, _ := compactDecoded(body); &got[0] != &body[0] {
+		t.Error("compactDecoded copied a value that was already compact")
+	}
+	if _, err := compactDecoded(nil); err == nil {
+		t.Error("compactDecoded accepted an empty value")
+	}
+}
+
 // TestEncodeReply: ack, error and subscribed replies round-trip with their
 // fields and echo the request ID, whatever it contains.
 func TestEncodeReply(t *testing.T) {
