@@ -24,7 +24,18 @@ type TransactConfig struct {
 	// that batches by time anyway (the rollup), at no cost to one that
 	// must react to every record (the sequencer leaves it 0).
 	FetchMinBytes int32
+	// HoldProduces keeps a transaction's records in the client until the
+	// loop flushes them before ending it (ProduceBatch.Flush): one
+	// produce request per broker per transaction, instead of one for
+	// each group of records the producer happened to see (fewer requests
+	// for the broker and the client to handle). A loop that sets it must
+	// flush every transaction.
+	HoldProduces bool
 }
+
+// heldLinger is the producer linger of a loop with HoldProduces: a bound
+// only, the loop's flush sends the records at once.
+const heldLinger = 100 * time.Millisecond
 
 // Opts are the options of a kgo.GroupTransactSession for c. Partitions
 // the member loses are recorded in lost, for the loop to drop their state
@@ -43,12 +54,19 @@ func (c TransactConfig) Opts(lost *LostPartitions) []kgo.Opt {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerLinger(0),
+		kgo.ProducerLinger(c.linger()),
 		kgo.FetchMaxWait(c.FetchMaxWait),
 		kgo.FetchMinBytes(max(1, c.FetchMinBytes)),
 		kgo.OnPartitionsRevoked(lost.record),
 		kgo.OnPartitionsLost(lost.record),
 	)
+}
+
+func (c TransactConfig) linger() time.Duration {
+	if c.HoldProduces {
+		return heldLinger
+	}
+	return 0
 }
 
 // LostPartitions collects the input partitions a group member lost, from

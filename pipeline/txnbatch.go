@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -39,6 +40,15 @@ func (b *ProduceBatch) Produce(ctx context.Context, r *kgo.Record) {
 			b.mu.Unlock()
 		}
 	})
+}
+
+// Flush sends what cl holds (records a loop with HoldProduces lingers on)
+// and waits for every record produced so far; it returns the first error.
+func (b *ProduceBatch) Flush(ctx context.Context, cl *kgo.Client) error {
+	if err := cl.Flush(ctx); err != nil {
+		return fmt.Errorf("flush produces: %w", err)
+	}
+	return b.Wait()
 }
 
 // Wait waits for every record produced so far and returns the first error.

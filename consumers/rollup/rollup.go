@@ -133,6 +133,7 @@ func New(cfg Config) (*Rollup, error) {
 		// holds fetches until a commit interval passed or 1 MiB waits.
 		FetchMaxWait:  max(10*time.Millisecond, cfg.CommitInterval),
 		FetchMinBytes: 1 << 20,
+		HoldProduces:  true,
 	}.Opts(r.lost)
 	sess, err := kgo.NewGroupTransactSession(r.opts...)
 	if err != nil {
@@ -306,7 +307,7 @@ func (r *Rollup) end(ctx context.Context) error {
 		}
 		rows = append(rows, st.TakeReceiptRows()...)
 	}
-	produceErr := t.batch.Wait()
+	produceErr := t.batch.Flush(ctx, r.sess.Client())
 	try := kgo.TryCommit
 	if t.err != nil || produceErr != nil {
 		try = kgo.TryAbort

@@ -163,6 +163,7 @@ func New(cfg Config) (*Sequencer, error) {
 		SessionTimeout:     cfg.SessionTimeout,
 		TransactionTimeout: cfg.TransactionTimeout,
 		FetchMaxWait:       250 * time.Millisecond,
+		HoldProduces:       true,
 	}.Opts(s.lost)
 	s.opts = opts
 	sess, err := kgo.NewGroupTransactSession(opts...)
@@ -346,7 +347,7 @@ func (s *Sequencer) process(ctx context.Context, fetches kgo.Fetches) error {
 			})
 		}
 	})
-	produceErr := batch.Wait()
+	produceErr := batch.Flush(ctx, s.sess.Client())
 
 	try := kgo.TryCommit
 	if restoreErr != nil || produceErr != nil {
