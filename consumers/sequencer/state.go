@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -301,7 +302,7 @@ func (s *State) TakeWrites() []Write {
 		out = append(out, Write{k, v})
 	}
 	clear(s.dirty)
-	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	slices.SortFunc(out, func(a, b Write) int { return strings.Compare(a.Key, b.Key) })
 	return out
 }
 
