@@ -87,7 +87,7 @@ var Defaults = map[string]any{
 	"sequencer.typing_window":       "500ms",
 	"sequencer.typing_expiry":       "5s",
 	"sequencer.max_batch":           2000,
-	"sequencer.linger":              "1ms",
+	"sequencer.linger":              "2ms",
 	"admin.pprof":                   false,
 	"rollup.group_id":               "causeway-rollup",
 	"rollup.instance_id":            "",
