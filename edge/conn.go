@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/causeway/causeway/edge/wsock"
 	pb "github.com/causeway/causeway/schemas/causewaypb"
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
@@ -30,7 +31,8 @@ import (
 type conn struct {
 	srv     *Server
 	ws      *websocket.Conn
-	raw     net.Conn // under ws; set by the upgrade, before serve
+	raw     net.Conn    // under ws; set by the upgrade, before serve
+	sock    *wsock.Conn // raw wrapped: data frames are written through it; set with raw
 	session string
 	log     *slog.Logger
 	ctx     context.Context
@@ -184,6 +186,9 @@ func (c *conn) closeWith(code websocket.StatusCode, reason string) {
 			}
 			_ = c.raw.SetReadDeadline(time.Now().Add(grace))
 		}
+		if c.sock != nil {
+			c.sock.SetClosing()
+		}
 		_ = c.ws.Close(code, reason)
 		c.stop()
 	})
@@ -206,6 +211,8 @@ func (h hijackTap) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nc, brw, err
 	}
 	h.c.raw = nc
+	sk := wsock.Wrap(nc)
+	h.c.sock = sk
 	// net/http's 4 KiB buffers would stay with the connection for its
 	// life; an idle connection needs neither (issue 8: memory per idle
 	// connection). Client frames are small, and longer ones bypass a
@@ -222,7 +229,7 @@ func (h hijackTap) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			return nil, nil, fmt.Errorf("carry over early client bytes: %w", err)
 		}
 	}
-	return nc, bufio.NewReadWriter(br, bufio.NewWriterSize(nc, hijackWriteBuffer)), nil
+	return sk, bufio.NewReadWriter(br, bufio.NewWriterSize(sk, hijackWriteBuffer)), nil
 }
 
 // Buffer sizes of an upgraded connection (see hijackTap.Hijack).
@@ -239,6 +246,10 @@ func (c *conn) flushThenClose(code websocket.StatusCode, reason string) {
 		c.mu.Lock()
 		idle := len(c.queue) == 0 && !c.writing
 		c.mu.Unlock()
+		if idle && c.sock != nil && c.sock.HasPending() {
+			c.wake() // the writer finishes the frame
+			idle = false
+		}
 		if idle {
 			break
 		}
@@ -274,12 +285,32 @@ func (c *conn) writer() {
 	c.mu.Unlock()
 	for {
 		c.mu.Lock()
+		if c.writing {
+			// writeNow holds the connection; it wakes the writer if it
+			// leaves something behind.
+			c.mu.Unlock()
+			<-c.notify
+			continue
+		}
 		frames := c.queue
 		c.queue = spare[:0]
 		c.queued = 0
 		c.overSince = time.Time{}
 		c.writing = len(frames) > 0
 		c.mu.Unlock()
+		if len(frames) == 0 && c.sock != nil && c.sock.HasPending() {
+			// The rest of a frame writeNow could not finish.
+			c.writeSeq.Add(1)
+			err := c.sock.FlushPending()
+			c.writeSeq.Add(1)
+			if err != nil {
+				c.closeNow()
+				c.writerDone()
+				return
+			}
+			wrote = true
+			continue
+		}
 		if len(frames) == 0 {
 			spare = frames
 			if c.ctx.Err() != nil {
@@ -319,15 +350,22 @@ func (c *conn) writer() {
 			linger.Reset(c.srv.writerLinger)
 			continue
 		}
-		buf = buf[:0]
-		for i, f := range frames {
-			if i > 0 {
-				buf = append(buf, '\n')
-			}
-			buf = append(buf, f...)
-		}
 		c.writeSeq.Add(1) // odd: a write is in progress
-		err := c.ws.Write(context.Background(), websocket.MessageText, buf)
+		var err error
+		if c.sock != nil {
+			// Framed here, as writeNow does: the socket sees whole frames.
+			buf = wsock.AppendTextFrame(buf[:0], frames)
+			err = c.sock.WriteFrame(buf)
+		} else {
+			buf = buf[:0]
+			for i, f := range frames {
+				if i > 0 {
+					buf = append(buf, '\n')
+				}
+				buf = append(buf, f...)
+			}
+			err = c.ws.Write(context.Background(), websocket.MessageText, buf)
+		}
 		c.writeSeq.Add(1)
 		c.mu.Lock()
 		c.writing = false
@@ -351,6 +389,54 @@ func (c *conn) writer() {
 			spare = nil
 		}
 	}
+}
+
+// writeNow writes what is queued from the caller's goroutine, as one
+// message, if the socket takes it without waiting (wsock TryWrite). It
+// reports whether it is done with the connection; if not, the caller
+// wakes the writer (a full socket, a write in progress, TLS, or the rest
+// of a frame to finish). scratch is the caller's buffer, returned grown.
+func (c *conn) writeNow(scratch []byte) ([]byte, bool) {
+	if c.sock == nil || !c.sock.CanTry() {
+		return scratch, false
+	}
+	c.mu.Lock()
+	if c.writing || c.closed || len(c.queue) == 0 {
+		c.mu.Unlock()
+		return scratch, false
+	}
+	frames := c.queue
+	queued := c.queued
+	c.queue = nil
+	c.queued = 0
+	c.overSince = time.Time{}
+	c.writing = true
+	c.mu.Unlock()
+
+	scratch = wsock.AppendTextFrame(scratch[:0], frames)
+	complete, err := c.sock.TryWrite(scratch)
+	c.mu.Lock()
+	c.writing = false
+	switch {
+	case errors.Is(err, wsock.ErrWouldBlock):
+		// Nothing went out: the frames go back in front, in order.
+		c.queue = append(frames, c.queue...)
+		c.queued += queued
+		c.mu.Unlock()
+		return scratch, false
+	case err != nil:
+		c.mu.Unlock()
+		c.closeNow()
+		return scratch, true
+	}
+	more := len(c.queue) > 0
+	if c.queue == nil {
+		clear(frames)
+		c.queue = frames[:0]
+	}
+	c.mu.Unlock()
+	c.srv.m.framesOut.Add(float64(len(frames)))
+	return scratch, complete && !more
 }
 
 // newWatchdog closes the connection when one write blocks for

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -831,6 +832,7 @@ func (s *Server) consume(ctx context.Context) error {
 	s.consuming.Store(true)
 	defer s.consuming.Store(false)
 	touched := make(map[*conn]struct{})
+	var fl flusher
 	for {
 		fs := s.cons.PollFetches(ctx)
 		if ctx.Err() != nil {
@@ -839,7 +841,7 @@ func (s *Server) consume(ctx context.Context) error {
 		fs.EachError(func(t string, p int32, err error) {
 			s.log.Warn("delivery fetch error", "topic", t, "partition", p, "err", err)
 		})
-		// Wake each writer once per fetch: everything a connection got
+		// One write per connection per fetch: everything a connection got
 		// from this fetch goes out as one WebSocket message.
 		fs.EachRecord(func(r *kgo.Record) { s.route(r, touched) })
 		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
@@ -847,11 +849,60 @@ func (s *Server) consume(ctx context.Context) error {
 				s.m.lag.WithLabelValues(strconv.Itoa(int(fp.Partition))).Set(float64(max(0, fp.HighWatermark-fp.Records[n-1].Offset-1)))
 			}
 		})
-		for c := range touched {
-			c.wake()
-		}
+		fl.flush(touched)
 		clear(touched)
 	}
+}
+
+// flusher writes a fetch's fan-out: each connection's queue from the
+// consumer's goroutine if its socket takes it at once (conn.writeNow),
+// else by waking the connection's writer. Owned by consume; a large
+// fan-out is split across up to GOMAXPROCS goroutines it waits for.
+type flusher struct {
+	conns   []*conn
+	scratch [][]byte // one frame buffer per part
+}
+
+// flushPart is the least number of connections worth a goroutine.
+const flushPart = 256
+
+func (f *flusher) flush(touched map[*conn]struct{}) {
+	for c := range touched {
+		f.conns = append(f.conns, c)
+	}
+	defer func() {
+		clear(f.conns)
+		f.conns = f.conns[:0]
+	}()
+	parts := max(1, min(runtime.GOMAXPROCS(0), len(f.conns)/flushPart))
+	for len(f.scratch) < parts {
+		f.scratch = append(f.scratch, nil)
+	}
+	per := (len(f.conns) + parts - 1) / parts
+	var wg sync.WaitGroup
+	for i := 1; i < parts; i++ {
+		wg.Go(func() { f.scratch[i] = writeAll(f.conns[i*per:min(len(f.conns), (i+1)*per)], f.scratch[i]) })
+	}
+	f.scratch[0] = writeAll(f.conns[:min(len(f.conns), per)], f.scratch[0])
+	wg.Wait()
+}
+
+func writeAll(conns []*conn, scratch []byte) []byte {
+	for i, c := range conns {
+		var done bool
+		if scratch, done = c.writeNow(scratch); !done {
+			c.wake()
+		}
+		// Let other goroutines in between writes: the Kafka clients'
+		// round trips of the next transaction wait behind a long fan-out.
+		if i%16 == 15 {
+			runtime.Gosched()
+		}
+	}
+	if cap(scratch) > 64<<10 {
+		return nil
+	}
+	return scratch
 }
 
 func (s *Server) route(r *kgo.Record, touched map[*conn]struct{}) {

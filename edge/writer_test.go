@@ -2,6 +2,8 @@ package edge
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -27,12 +29,15 @@ func writerPair(t *testing.T, linger time.Duration) (*conn, *websocket.Conn) {
 	}
 	got := make(chan *conn, 1)
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := websocket.Accept(w, r, nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		c := &conn{srv: srv, log: srv.log, ctx: ctx, cancel: cancel, notify: make(chan struct{}, 1)}
+		// Through the edge's own hijack: data frames go through wsock.
+		ws, err := websocket.Accept(hijackTap{ResponseWriter: w, c: c}, r, nil)
 		if err != nil {
+			cancel()
 			return
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		c := &conn{srv: srv, ws: ws, log: srv.log, ctx: ctx, cancel: cancel, notify: make(chan struct{}, 1)}
+		c.ws = ws
 		got <- c
 		<-ctx.Done()
 	}))
@@ -179,5 +184,164 @@ func TestWriterTimeout(t *testing.T) {
 	c.mu.Unlock()
 	if wd != nil {
 		t.Error("the watchdog outlived its writer")
+	}
+}
+
+// A fan-out written from the consumer's goroutine (writeNow) to a client
+// that stopped reading: once the socket is full writeNow declines, the
+// writer takes over (and finishes a frame writeNow got only partly out),
+// and when the client reads again it gets every frame, whole and in
+// order.
+func TestWriteNowHandsOverToWriter(t *testing.T) {
+	t.Parallel()
+	c, client := writerPair(t, time.Hour)
+	c.srv.cfg.QueueFrames = 1 << 16
+	c.srv.cfg.QueueBytes = 256 << 20
+	c.srv.cfg.SlowConsumerAfter = time.Minute
+	c.srv.cfg.WriteTimeout = time.Minute
+	client.SetReadLimit(64 << 20) // the writer coalesces what queued
+	if c.sock == nil || !c.sock.CanTry() {
+		t.Fatal("no raw socket under the connection")
+	}
+	frame := func(i int) []byte {
+		return []byte(fmt.Sprintf(`{"i":%d,"pad":"%s"}`, i, strings.Repeat("x", 16<<10)))
+	}
+	var scratch []byte
+	n, declined := 0, -1
+	// Until well past the first decline: writeNow keeps declining while
+	// the writer holds the connection, and frames queue behind.
+	for ; n < 8192 && (declined < 0 || n < declined+200); n++ {
+		if !c.push(frame(n)) {
+			t.Fatalf("frame %d not queued", n)
+		}
+		var done bool
+		if scratch, done = c.writeNow(scratch); !done {
+			if declined < 0 {
+				declined = n
+			}
+			c.wake()
+		}
+	}
+	if declined < 0 {
+		t.Fatalf("%d frames of 16 KiB never filled the socket", n)
+	}
+	for i := 0; i < n; {
+		msg := readFrame(t, client)
+		for _, line := range strings.Split(msg, "\n") {
+			if want := string(frame(i)); line != want {
+				t.Fatalf("frame %d of %d (first decline at %d): got %.30q", i, n, declined, line)
+			}
+			i++
+		}
+	}
+}
+
+// Frames from the delivery consumer (writeNow) and from other goroutines
+// (enqueue: acks, replies) to one connection, while the client keeps
+// stalling: each source's frames arrive whole and in its order.
+func TestWriteNowConcurrentOrder(t *testing.T) {
+	t.Parallel()
+	c, client := writerPair(t, time.Hour)
+	client.SetReadLimit(64 << 20)
+	c.srv.cfg.QueueFrames = 1 << 16
+	c.srv.cfg.QueueBytes = 256 << 20
+	c.srv.cfg.SlowConsumerAfter = time.Minute
+	c.srv.cfg.WriteTimeout = time.Minute
+	const n = 3000
+	pad := strings.Repeat("y", 3000)
+	go func() {
+		var scratch []byte
+		for i := range n {
+			if c.push([]byte(fmt.Sprintf(`{"a":%d,"pad":"%s"}`, i, pad))) {
+				var done bool
+				if scratch, done = c.writeNow(scratch); !done {
+					c.wake()
+				}
+			}
+		}
+	}()
+	go func() {
+		for i := range n {
+			c.enqueue([]byte(fmt.Sprintf(`{"b":%d}`, i)))
+		}
+	}()
+	nextA, nextB := 0, 0
+	for reads := 0; nextA < n || nextB < n; reads++ {
+		if reads%50 == 49 {
+			time.Sleep(20 * time.Millisecond) // the socket fills meanwhile
+		}
+		for _, line := range strings.Split(readFrame(t, client), "\n") {
+			var f struct{ A, B *int }
+			if err := json.Unmarshal([]byte(line), &f); err != nil {
+				t.Fatalf("torn frame %.40q: %v", line, err)
+			}
+			switch {
+			case f.A != nil && *f.A == nextA:
+				nextA++
+			case f.B != nil && *f.B == nextB:
+				nextB++
+			default:
+				t.Fatalf("frame %.30q out of order: next a %d, next b %d", line, nextA, nextB)
+			}
+		}
+	}
+}
+
+// One write at a time per connection: writeNow declines while the writer
+// holds frames, and the writer waits while writeNow holds them (writing),
+// so neither overtakes the other's older frames.
+func TestWriteOwnership(t *testing.T) {
+	t.Parallel()
+	c, client := writerPair(t, time.Hour)
+	got := make(chan string, 16)
+	go func() {
+		for {
+			_, b, err := client.Read(context.Background())
+			if err != nil {
+				return
+			}
+			got <- string(b)
+		}
+	}()
+	quiet := func(who string) {
+		t.Helper()
+		select {
+		case f := <-got:
+			t.Fatalf("%s wrote %q while the other held the connection", who, f)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	hold := func(on bool) {
+		c.mu.Lock()
+		c.writing = on
+		c.mu.Unlock()
+	}
+
+	hold(true) // as the writer does while it writes
+	c.push([]byte("1"))
+	if _, done := c.writeNow(nil); done {
+		t.Fatal("writeNow reported done while the writer held the connection")
+	}
+	quiet("writeNow")
+	hold(false)
+	if _, done := c.writeNow(nil); !done {
+		t.Fatal("writeNow declined an idle connection")
+	}
+	if f := <-got; f != "1" {
+		t.Fatalf("got %q, want 1", f)
+	}
+
+	hold(true) // as writeNow does while it writes
+	c.enqueue([]byte("2"))
+	quiet("the writer")
+	hold(false)
+	c.poke() // writeNow's caller wakes the writer when it is done
+	select {
+	case f := <-got:
+		if f != "2" {
+			t.Fatalf("got %q, want 2", f)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the writer never wrote the frame")
 	}
 }

@@ -63,6 +63,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/causeway/causeway/edge/wsock"
 	"github.com/coder/websocket"
 )
 
@@ -115,11 +116,18 @@ type conn struct {
 	// callSeqs counts this session's signals per call (reader-owned).
 	callSeqs map[string]uint64
 
-	mu     sync.Mutex
-	queue  [][]byte
-	closed bool
-	notify chan struct{}
-	once   sync.Once
+	// sock is the connection under ws: data frames are written through
+	// it, framed here (wsock), as the edge writes them.
+	sock *wsock.Conn
+
+	mu    sync.Mutex
+	queue [][]byte
+	// writing: a frame is being written, by enqueue itself (wsock
+	// TryWrite) or by the writer; nothing may overtake it.
+	writing bool
+	closed  bool
+	notify  chan struct{}
+	once    sync.Once
 }
 
 func main() {
@@ -162,7 +170,8 @@ func (s *server) handler() http.Handler {
 }
 
 func (s *server) serveWS(w http.ResponseWriter, r *http.Request) {
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{subprotocol}, InsecureSkipVerify: true})
+	tap := &wsock.Tap{ResponseWriter: w}
+	ws, err := websocket.Accept(tap, r, &websocket.AcceptOptions{Subprotocols: []string{subprotocol}, InsecureSkipVerify: true})
 	if err != nil {
 		return
 	}
@@ -172,7 +181,7 @@ func (s *server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(*readLimit)
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{srv: s, ws: ws, ctx: ctx, cancel: cancel, groups: map[*group]struct{}{}, notify: make(chan struct{}, 1),
+	c := &conn{srv: s, ws: ws, sock: tap.Conn, ctx: ctx, cancel: cancel, groups: map[*group]struct{}{}, notify: make(chan struct{}, 1),
 		session: "f" + strconv.FormatUint(s.sessionSeq.Add(1), 36)}
 	s.conns.Add(1)
 	defer func() {
@@ -348,7 +357,10 @@ func (g *group) remove(c *conn) {
 	g.mu.Unlock()
 }
 
-// enqueue queues one frame and wakes the writer; it never blocks.
+// enqueue writes one frame at once if nothing is ahead of it and the
+// socket takes it without waiting (wsock TryWrite, as the edge's fan-out
+// does); otherwise it queues the frame and wakes the writer. It never
+// blocks.
 func (c *conn) enqueue(b []byte) {
 	c.mu.Lock()
 	if c.closed {
@@ -359,11 +371,45 @@ func (c *conn) enqueue(b []byte) {
 		c.closed = true
 		c.mu.Unlock()
 		c.srv.slow.Add(1)
-		go c.once.Do(func() { _ = c.ws.Close(4409, "slow consumer"); c.cancel() })
+		go c.once.Do(func() { c.sock.SetClosing(); _ = c.ws.Close(4409, "slow consumer"); c.cancel() })
 		return
 	}
-	c.queue = append(c.queue, b)
+	if c.writing || len(c.queue) > 0 || !c.sock.CanTry() {
+		c.queue = append(c.queue, b)
+		c.mu.Unlock()
+		c.wake()
+		return
+	}
+	c.writing = true
 	c.mu.Unlock()
+	buf := framePool.Get().(*[]byte)
+	*buf = wsock.AppendTextFrame((*buf)[:0], [][]byte{b})
+	complete, err := c.sock.TryWrite(*buf)
+	framePool.Put(buf)
+	c.mu.Lock()
+	c.writing = false
+	switch {
+	case errors.Is(err, wsock.ErrWouldBlock):
+		c.queue = append([][]byte{b}, c.queue...)
+	case err != nil:
+		c.mu.Unlock()
+		c.cancel()
+		return
+	default:
+		c.srv.framesOut.Add(1)
+		c.srv.writes.Add(1)
+		if complete && len(c.queue) == 0 {
+			c.mu.Unlock()
+			return
+		}
+	}
+	c.mu.Unlock()
+	c.wake() // queued frames, or the rest of a frame, for the writer
+}
+
+var framePool = sync.Pool{New: func() any { return new([]byte) }}
+
+func (c *conn) wake() {
 	select {
 	case c.notify <- struct{}{}:
 	default:
@@ -381,23 +427,34 @@ func (c *conn) writer() {
 		case <-c.notify:
 		}
 		c.mu.Lock()
+		if c.writing {
+			c.mu.Unlock()
+			continue // enqueue wakes the writer when it is done
+		}
 		frames := c.queue
 		c.queue = spare[:0]
+		c.writing = len(frames) > 0 // nothing may overtake them
 		c.mu.Unlock()
 		if len(frames) == 0 {
 			spare = frames
+			if err := c.sock.FlushPending(); err != nil {
+				c.cancel()
+				return
+			}
 			continue
 		}
-		buf = buf[:0]
-		for i, f := range frames {
-			if i > 0 {
-				buf = append(buf, '\n')
-			}
-			buf = append(buf, f...)
-		}
-		if err := c.ws.Write(c.ctx, websocket.MessageText, buf); err != nil {
+		buf = wsock.AppendTextFrame(buf[:0], frames)
+		err := c.sock.WriteFrame(buf)
+		c.mu.Lock()
+		c.writing = false
+		more := len(c.queue) > 0
+		c.mu.Unlock()
+		if err != nil {
 			c.cancel()
 			return
+		}
+		if more {
+			c.wake()
 		}
 		c.srv.framesOut.Add(int64(len(frames)))
 		c.srv.writes.Add(1)
