@@ -120,14 +120,11 @@ type conn struct {
 	// it, framed here (wsock), as the edge writes them.
 	sock *wsock.Conn
 
-	mu    sync.Mutex
-	queue [][]byte
-	// writing: a frame is being written, by enqueue itself (wsock
-	// TryWrite) or by the writer; nothing may overtake it.
-	writing bool
-	closed  bool
-	notify  chan struct{}
-	once    sync.Once
+	mu     sync.Mutex
+	queue  [][]byte
+	closed bool
+	notify chan struct{}
+	once   sync.Once
 }
 
 func main() {
@@ -357,10 +354,12 @@ func (g *group) remove(c *conn) {
 	g.mu.Unlock()
 }
 
-// enqueue writes one frame at once if nothing is ahead of it and the
-// socket takes it without waiting (wsock TryWrite, as the edge's fan-out
-// does); otherwise it queues the frame and wakes the writer. It never
-// blocks.
+// enqueue queues one frame and wakes the writer; it never blocks. The
+// writer coalesces what queued meanwhile into one message: under load a
+// connection gets fewer, larger writes (writing each frame at once from
+// the publisher, as the edge's consumer writes a fetch's fan-out, made
+// this floor saturate at 150,000 deliveries/s instead of holding past
+// 1,000,000: the floor has no batches of its own to write).
 func (c *conn) enqueue(b []byte) {
 	c.mu.Lock()
 	if c.closed {
@@ -374,40 +373,10 @@ func (c *conn) enqueue(b []byte) {
 		go c.once.Do(func() { c.sock.SetClosing(); _ = c.ws.Close(4409, "slow consumer"); c.cancel() })
 		return
 	}
-	if c.writing || len(c.queue) > 0 || !c.sock.CanTry() {
-		c.queue = append(c.queue, b)
-		c.mu.Unlock()
-		c.wake()
-		return
-	}
-	c.writing = true
+	c.queue = append(c.queue, b)
 	c.mu.Unlock()
-	buf := framePool.Get().(*[]byte)
-	*buf = wsock.AppendTextFrame((*buf)[:0], [][]byte{b})
-	complete, err := c.sock.TryWrite(*buf)
-	framePool.Put(buf)
-	c.mu.Lock()
-	c.writing = false
-	switch {
-	case errors.Is(err, wsock.ErrWouldBlock):
-		c.queue = append([][]byte{b}, c.queue...)
-	case err != nil:
-		c.mu.Unlock()
-		c.cancel()
-		return
-	default:
-		c.srv.framesOut.Add(1)
-		c.srv.writes.Add(1)
-		if complete && len(c.queue) == 0 {
-			c.mu.Unlock()
-			return
-		}
-	}
-	c.mu.Unlock()
-	c.wake() // queued frames, or the rest of a frame, for the writer
+	c.wake()
 }
-
-var framePool = sync.Pool{New: func() any { return new([]byte) }}
 
 func (c *conn) wake() {
 	select {
@@ -427,34 +396,18 @@ func (c *conn) writer() {
 		case <-c.notify:
 		}
 		c.mu.Lock()
-		if c.writing {
-			c.mu.Unlock()
-			continue // enqueue wakes the writer when it is done
-		}
 		frames := c.queue
 		c.queue = spare[:0]
-		c.writing = len(frames) > 0 // nothing may overtake them
 		c.mu.Unlock()
 		if len(frames) == 0 {
 			spare = frames
-			if err := c.sock.FlushPending(); err != nil {
-				c.cancel()
-				return
-			}
 			continue
 		}
+		// Framed here and written whole (wsock), as the edge writes.
 		buf = wsock.AppendTextFrame(buf[:0], frames)
-		err := c.sock.WriteFrame(buf)
-		c.mu.Lock()
-		c.writing = false
-		more := len(c.queue) > 0
-		c.mu.Unlock()
-		if err != nil {
+		if err := c.sock.WriteFrame(buf); err != nil {
 			c.cancel()
 			return
-		}
-		if more {
-			c.wake()
 		}
 		c.srv.framesOut.Add(int64(len(frames)))
 		c.srv.writes.Add(1)
