@@ -396,6 +396,12 @@ func (c *conn) writer() {
 // reports whether it is done with the connection; if not, the caller
 // wakes the writer (a full socket, a write in progress, TLS, or the rest
 // of a frame to finish). scratch is the caller's buffer, returned grown.
+//
+// The frames stay in the queue while they are written (writing keeps the
+// writer off them; push only appends after them) and leave it only once
+// written: the queue's slices stay the writer's to swap, and a write that
+// did not happen leaves the queue, its bytes and its time over the bound
+// as they were, for the slow-consumer policy.
 func (c *conn) writeNow(scratch []byte) ([]byte, bool) {
 	if c.sock == nil || !c.sock.CanTry() {
 		return scratch, false
@@ -405,11 +411,7 @@ func (c *conn) writeNow(scratch []byte) ([]byte, bool) {
 		c.mu.Unlock()
 		return scratch, false
 	}
-	frames := c.queue
-	queued := c.queued
-	c.queue = nil
-	c.queued = 0
-	c.overSince = time.Time{}
+	frames := c.queue[:len(c.queue):len(c.queue)]
 	c.writing = true
 	c.mu.Unlock()
 
@@ -419,9 +421,6 @@ func (c *conn) writeNow(scratch []byte) ([]byte, bool) {
 	c.writing = false
 	switch {
 	case errors.Is(err, wsock.ErrWouldBlock):
-		// Nothing went out: the frames go back in front, in order.
-		c.queue = append(frames, c.queue...)
-		c.queued += queued
 		c.mu.Unlock()
 		return scratch, false
 	case err != nil:
@@ -429,14 +428,17 @@ func (c *conn) writeNow(scratch []byte) ([]byte, bool) {
 		c.closeNow()
 		return scratch, true
 	}
-	more := len(c.queue) > 0
-	if c.queue == nil {
-		clear(frames)
-		c.queue = frames[:0]
+	n := len(frames)
+	for _, f := range frames {
+		c.queued -= len(f)
 	}
+	m := copy(c.queue, c.queue[n:])
+	clear(c.queue[m:])
+	c.queue = c.queue[:m]
+	c.overSince = time.Time{}
 	c.mu.Unlock()
-	c.srv.m.framesOut.Add(float64(len(frames)))
-	return scratch, complete && !more
+	c.srv.m.framesOut.Add(float64(n))
+	return scratch, complete && m == 0
 }
 
 // newWatchdog closes the connection when one write blocks for

@@ -345,3 +345,38 @@ func TestWriteOwnership(t *testing.T) {
 		t.Fatal("the writer never wrote the frame")
 	}
 }
+
+// A client that stopped reading is cut off by the queue policy although
+// the consumer keeps trying writeNow on it: a write that did not happen
+// does not count as draining the queue.
+func TestWriteNowSlowConsumer(t *testing.T) {
+	t.Parallel()
+	c, _ := writerPair(t, time.Hour)
+	c.srv.cfg.QueueFrames = 16
+	c.srv.cfg.QueueBytes = 256 << 20
+	c.srv.cfg.SlowConsumerAfter = 200 * time.Millisecond
+	c.srv.cfg.WriteTimeout = time.Minute // the queue policy, not the watchdog
+	frame := []byte(`{"pad":"` + strings.Repeat("z", 16<<10) + `"}`)
+	var scratch []byte
+	deadline := time.Now().Add(20 * time.Second)
+	closed := func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.closed
+	}
+	for !closed() {
+		if time.Now().After(deadline) {
+			t.Fatal("a client that reads nothing was never cut off")
+		}
+		if c.push(frame) {
+			var done bool
+			if scratch, done = c.writeNow(scratch); !done {
+				c.wake()
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got := testutil.ToFloat64(c.srv.m.slow); got != 1 {
+		t.Fatalf("slow consumer disconnects = %v, want 1", got)
+	}
+}
