@@ -861,6 +861,7 @@ func (s *Server) consume(ctx context.Context) error {
 type flusher struct {
 	conns   []*conn
 	scratch [][]byte // one frame buffer per part
+	procs   int      // most parts; 0: GOMAXPROCS (tests set it)
 }
 
 // flushPart is the least number of connections worth a goroutine.
@@ -874,7 +875,11 @@ func (f *flusher) flush(touched map[*conn]struct{}) {
 		clear(f.conns)
 		f.conns = f.conns[:0]
 	}()
-	parts := max(1, min(runtime.GOMAXPROCS(0), len(f.conns)/flushPart))
+	procs := f.procs
+	if procs == 0 {
+		procs = runtime.GOMAXPROCS(0)
+	}
+	parts := max(1, min(procs, len(f.conns)/flushPart))
 	for len(f.scratch) < parts {
 		f.scratch = append(f.scratch, nil)
 	}

@@ -380,3 +380,31 @@ func TestWriteNowSlowConsumer(t *testing.T) {
 		t.Fatalf("slow consumer disconnects = %v, want 1", got)
 	}
 }
+
+// A fan-out split across goroutines (over flushPart connections) still
+// visits every connection exactly once.
+func TestFlusherVisitsEveryConnection(t *testing.T) {
+	t.Parallel()
+	srv := &Server{m: newMetrics(prometheus.NewRegistry())}
+	touched := map[*conn]struct{}{}
+	// Closed connections: writeNow declines and wake only pokes, so each
+	// visit leaves one token in notify.
+	for range 4*flushPart + 7 {
+		// Room for two tokens: a second visit would show.
+		c := &conn{srv: srv, ctx: context.Background(), notify: make(chan struct{}, 2), closed: true}
+		touched[c] = struct{}{}
+	}
+	f := flusher{procs: 4} // 4 parts, whatever the machine
+	for round := range 2 {
+		f.flush(touched)
+		for c := range touched {
+			if n := len(c.notify); n != 1 {
+				t.Fatalf("round %d: a connection was visited %d times", round, n)
+			}
+			<-c.notify
+		}
+	}
+	if len(f.conns) != 0 {
+		t.Fatalf("flusher kept %d connections", len(f.conns))
+	}
+}
