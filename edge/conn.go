@@ -332,10 +332,11 @@ func (c *conn) writer() {
 				linger.Reset(c.srv.writerLinger)
 				continue
 			}
-			// Ends only with the queue empty under mu: a frame pushed
+			// Ends only with the queue empty and no partial frame left by
+			// writeNow, under mu: a frame pushed, or a partial write made,
 			// after this sees writerOn false and starts a new writer.
 			c.mu.Lock()
-			if len(c.queue) == 0 {
+			if len(c.queue) == 0 && (c.sock == nil || !c.sock.HasPending()) {
 				// The next writer makes its own watchdog: an idle
 				// connection keeps no timer for writes. Under mu: the
 				// next writer starts once writerOn is false.

@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/causeway/causeway/edge/wsock"
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -406,5 +408,51 @@ func TestFlusherVisitsEveryConnection(t *testing.T) {
 	}
 	if len(f.conns) != 0 {
 		t.Fatalf("flusher kept %d connections", len(f.conns))
+	}
+}
+
+// A writer does not end while part of a frame waits in the socket's
+// pending bytes (left by writeNow on a full socket, its wake-up taken by
+// a writer about to end): it finishes the frame at its next linger check.
+func TestWriterFinishesPendingFrame(t *testing.T) {
+	t.Parallel()
+	const linger = time.Second
+	c, client := writerPair(t, linger)
+	client.SetReadLimit(1 << 20)
+	c.enqueue([]byte("x")) // starts the writer
+	if got := readFrame(t, client); got != "x" {
+		t.Fatalf("got %q", got)
+	}
+	// Past the first linger check: the next one finds nothing written
+	// since, and ends the writer unless a frame is pending.
+	time.Sleep(linger * 3 / 2)
+	body := func(i int) string { return fmt.Sprintf(`{"i":%d,"pad":"%s"}`, i, strings.Repeat("q", 16<<10)) }
+	n, read := 0, 0
+	for {
+		if n > 1<<14 {
+			t.Fatal("the socket never filled")
+		}
+		done, err := c.sock.TryWrite(wsock.AppendTextFrame(nil, [][]byte{[]byte(body(n))}))
+		if errors.Is(err, wsock.ErrWouldBlock) {
+			// Refused whole: read one to make room for a partial write.
+			if got := readFrame(t, client); got != body(read) {
+				t.Fatalf("frame %d: %.30q", read, got)
+			}
+			read++
+			continue
+		}
+		if err != nil {
+			t.Fatalf("frame %d: %v", n, err)
+		}
+		n++
+		if !done {
+			break // partly written: the rest is pending
+		}
+	}
+	// No wake: the writer's linger check is all that finishes the frame.
+	for i := read; i < n; i++ {
+		if got := readFrame(t, client); got != body(i) {
+			t.Fatalf("frame %d of %d: %.30q", i, n, got)
+		}
 	}
 }
